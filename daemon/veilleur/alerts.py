@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from veilleur.model import Severity, format_time
+from veilleur.model import Severity, format_time, parse_event_time
 
 # A fixed namespace so that a notification id is a pure function of what fired: a tick
 # replayed after a crash produces the same ids, so consumers can deduplicate.
@@ -84,3 +84,28 @@ class Alert:
             "resources": list(self.resources),
             "details": dict(self.details),
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Alert:
+        """Inverse of ``to_dict`` (the outbox stores alerts as JSON)."""
+        return cls(
+            rule_id=d["rule_id"],
+            title=d["title"],
+            severity=Severity.parse(d["severity"]),
+            kind=AlertKind(d["kind"]),
+            fingerprint=d["fingerprint"],
+            notification_id=d["notification_id"],
+            count=int(d["count"]),
+            first_seen=parse_event_time(d["first_seen"]),
+            last_seen=parse_event_time(d["last_seen"]),
+            group=tuple((str(k), str(v)) for k, v in d.get("group", {}).items()),
+            distinct={k: tuple(v) for k, v in d.get("distinct", {}).items()},
+            sample_event_ids=tuple(d.get("sample_event_ids", ())),
+            description=d.get("description", ""),
+            runbook=d.get("runbook"),
+            tags=tuple(d.get("tags", ())),
+            account=d.get("account"),
+            region=d.get("region"),
+            resources=tuple(d.get("resources", ())),
+            details=dict(d.get("details", {})),
+        )

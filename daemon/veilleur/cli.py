@@ -1,0 +1,116 @@
+"""Command line: parses arguments and calls the code that does the work. Nothing else.
+
+Exit codes: 0 success, 1 the command ran and found failures (failed rule tests, a failed
+tick), 2 invalid configuration, rules or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from veilleur import __version__
+from veilleur.validation import ConfigError
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="veilleur",
+        description="The night watchman of an AWS estate: CloudTrail and CloudWatch in, "
+        "SNS and EventBridge alerts out.",
+    )
+    p.add_argument("--version", action="version", version=f"veilleur {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-c", "--config", type=Path, help="config file (YAML)")
+
+    sp = sub.add_parser("check", help="validate config and rules, print a summary")
+    with_config(sp)
+
+    sp = sub.add_parser("test", help="run the rules' own test cases")
+    sp.add_argument("files", nargs="*", help="rule files or builtin:NAME (default: from config)")
+    sp.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
+    with_config(sp)
+
+    sp = sub.add_parser("replay", help="evaluate CloudTrail log files offline (a backtest)")
+    sp.add_argument("files", nargs="+", help="S3 log files (.json/.json.gz), JSON lines, "
+                    "lookup-events output, or directories of them")
+    sp.add_argument("--rules", help="comma-separated rule sources (default: from config)")
+    sp.add_argument("--format", choices=["table", "json"], default="table")
+    with_config(sp)
+    return p
+
+
+def _rule_sources(args: argparse.Namespace) -> list[str] | None:
+    files = getattr(args, "files", None) if args.command == "test" else None
+    if files:
+        return list(files)
+    if getattr(args, "rules", None):
+        return [s.strip() for s in args.rules.split(",") if s.strip()]
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        for line in exc.messages:
+            print(f"error: {line}", file=sys.stderr)
+        print(f"{len(exc.messages)} error(s); nothing started.", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from veilleur import report
+    from veilleur.config import load_config
+    from veilleur.rules.loader import load_rules
+
+    out = sys.stdout
+    if args.command == "check":
+        report.config_summary(load_config(args.config), out)
+        return EXIT_OK
+
+    sources = _rule_sources(args)
+    if sources is not None:
+        rules = load_rules(sources, base_dir=None)
+    else:
+        rules = list(load_config(args.config).rules)
+
+    if args.command == "test":
+        from veilleur.rules.testing import run_tests
+
+        results = run_tests(rules)
+        report.test_report(results, out, args.verbose)
+        if not results:
+            print("no test cases found", file=sys.stderr)
+            return EXIT_FAIL
+        return EXIT_OK if all(r.passed for r in results) else EXIT_FAIL
+
+    if args.command == "replay":
+        from veilleur.replay import replay
+
+        result = replay(args.files, rules)
+        summary = result.summary(rules)
+        for problem in result.problems:
+            print(f"invalid: {problem}", file=sys.stderr)
+        if args.format == "json":
+            for a in result.alerts:
+                report.json_line(report.alert_line(a), out)
+            report.json_line({"summary": summary}, out)
+        else:
+            report.alerts_table(result.alerts, out)
+            report.summary_table(summary, out)
+        return EXIT_OK
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Rule files (YAML) to compiled ``Rule`` objects, with every error reported by path."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from veilleur.model import Severity
+from veilleur.rules.event_pattern import compile_event_pattern
+from veilleur.rules.filter_pattern import compile_filter_pattern
+from veilleur.rules.matcher import Matcher, MatcherError
+from veilleur.rules.spec import (
+    Expectation,
+    FieldPath,
+    MatcherKind,
+    Rule,
+    RuleTest,
+    ThresholdSpec,
+)
+from veilleur.validation import ConfigError, Duration, pydantic_messages
+
+BUILTIN_PACKS = ("cis", "essentials")
+_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ThresholdModel(_Strict):
+    count: int = Field(ge=1, le=100_000)
+    within: Duration
+    group_by: list[str] = Field(default_factory=list, max_length=5)
+
+    @field_validator("within")
+    @classmethod
+    def _positive(cls, v: Any) -> Any:
+        if v.total_seconds() <= 0 or v.total_seconds() > 7 * 86400:
+            raise ValueError("must be between 1s and 7d")
+        return v
+
+
+class ExpectModel(_Strict):
+    alerts: int = Field(ge=0)
+    count: int | None = Field(default=None, ge=1)
+
+
+class TestModel(_Strict):
+    name: str = Field(min_length=1)
+    events: list[dict[str, Any]] = Field(min_length=1)
+    repeat: int = Field(default=1, ge=1, le=10_000)
+    expect: Literal["fires", "no_alert"] | ExpectModel
+
+
+class RuleModel(_Strict):
+    id: str
+    title: str = Field(min_length=1, max_length=200)
+    severity: Literal["info", "low", "medium", "high", "critical"]
+    description: str = ""
+    runbook: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    match: dict[str, Any] | None = None
+    filter_pattern: str | None = None
+    threshold: ThresholdModel | None = None
+    realert: Duration | None = None
+    group_by: list[str] = Field(default_factory=list, max_length=5)
+    tests: list[TestModel] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _kebab(cls, v: str) -> str:
+        if not _ID.match(v) or len(v) > 64:
+            raise ValueError(f'invalid rule id "{v}" (kebab-case: lowercase words and digits)')
+        return v
+
+    @field_validator("runbook")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://\S+$", v):
+            raise ValueError(f'runbook must be an http(s) URL, got "{v[:60]}"')
+        return v
+
+
+def _path(text: str) -> FieldPath:
+    return FieldPath.parse(text)
+
+
+def _compile(model: RuleModel, where: str, errors: list[str]) -> Rule | None:
+    matcher: Matcher | None = None
+    kind = MatcherKind.EVENT_PATTERN
+    if (model.match is None) == (model.filter_pattern is None):
+        errors.append(f"{where}: exactly one of `match` or `filter_pattern` is required")
+        return None
+    try:
+        if model.match is not None:
+            matcher = compile_event_pattern(model.match)
+        else:
+            assert model.filter_pattern is not None
+            kind = MatcherKind.FILTER_PATTERN
+            matcher = compile_filter_pattern(model.filter_pattern)
+    except MatcherError as exc:
+        sub = f".{exc.where}" if exc.where and not exc.where.startswith("at ") else ""
+        tail = f" ({exc.where})" if exc.where.startswith("at ") else ""
+        errors.append(f"{where}.{kind.value}{sub}: {exc.message}{tail}")
+        return None
+    try:
+        threshold = (
+            ThresholdSpec(
+                count=model.threshold.count,
+                within=model.threshold.within,
+                group_by=tuple(_path(p) for p in model.threshold.group_by),
+            )
+            if model.threshold
+            else None
+        )
+        group_by = tuple(_path(p) for p in model.group_by)
+    except ValueError as exc:
+        errors.append(f"{where}.group_by: {exc}")
+        return None
+    if threshold and model.group_by:
+        errors.append(f"{where}.group_by: put group_by inside threshold for threshold rules")
+        return None
+    tests = []
+    for i, t in enumerate(model.tests):
+        if t.expect == "fires":
+            exp = Expectation(alerts=1)
+        elif t.expect == "no_alert":
+            exp = Expectation(alerts=0)
+        else:
+            assert isinstance(t.expect, ExpectModel)
+            exp = Expectation(alerts=t.expect.alerts, count=t.expect.count)
+        if t.repeat > 1:
+            events = tuple(t.events) * t.repeat
+        else:
+            events = tuple(t.events)
+        tests.append(RuleTest(name=t.name or f"case {i}", events=events, expect=exp))
+    return Rule(
+        id=model.id,
+        title=model.title,
+        severity=Severity.parse(model.severity),
+        matcher=matcher,
+        matcher_kind=kind,
+        description=model.description.strip(),
+        runbook=model.runbook,
+        tags=tuple(model.tags),
+        metadata=dict(model.metadata),
+        threshold=threshold,
+        realert=model.realert,
+        group_by=group_by,
+        tests=tuple(tests),
+    )
+
+
+def parse_rules(text: str, origin: str) -> list[Rule]:
+    """Parse one rule file's text; raise ConfigError listing every problem."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{origin}: not valid YAML: {exc}"]) from exc
+    if isinstance(doc, dict) and set(doc) <= {"rules"}:
+        doc = doc.get("rules")
+    if not isinstance(doc, list):
+        raise ConfigError([f"{origin}: expected a list of rules (or a mapping with `rules:`)"])
+    errors: list[str] = []
+    rules: list[Rule] = []
+    for i, raw in enumerate(doc):
+        where = f"{origin}: rules[{i}]"
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+            where = f"{origin}: rules[{i}] ({raw['id'][:64]})"
+        try:
+            model = RuleModel.model_validate(raw)
+        except ValidationError as exc:
+            errors.extend(pydantic_messages(exc, where))
+            continue
+        rule = _compile(model, where, errors)
+        if rule is not None:
+            rules.append(_with_origin(rule, origin))
+    if errors:
+        raise ConfigError(errors)
+    return rules
+
+
+def _with_origin(rule: Rule, origin: str) -> Rule:
+    from dataclasses import replace
+
+    return replace(rule, origin=origin)
+
+
+def builtin_text(name: str) -> str:
+    if name not in BUILTIN_PACKS:
+        raise ConfigError(
+            [f'unknown built-in pack "builtin:{name}" (known: '
+             + ", ".join(f"builtin:{p}" for p in BUILTIN_PACKS) + ")"]
+        )
+    return resources.files("veilleur.packs").joinpath(f"{name}.yaml").read_text("utf-8")
+
+
+def load_rules(sources: Sequence[str], base_dir: Path | None = None) -> list[Rule]:
+    """Load built-in packs (``builtin:cis``) and files; ids must be unique across all."""
+    errors: list[str] = []
+    rules: list[Rule] = []
+    for src in sources:
+        try:
+            if src.startswith("builtin:"):
+                rules.extend(parse_rules(builtin_text(src.removeprefix("builtin:")), src))
+                continue
+            path = Path(src)
+            if base_dir is not None and not path.is_absolute():
+                path = base_dir / path
+            try:
+                text = path.read_text("utf-8")
+            except OSError as exc:
+                errors.append(f"{src}: cannot read rule file: {exc.strerror or exc}")
+                continue
+            rules.extend(parse_rules(text, src))
+        except ConfigError as exc:
+            errors.extend(exc.messages)
+    seen: dict[str, str] = {}
+    for rule in rules:
+        if rule.id in seen:
+            errors.append(
+                f"{rule.origin}: duplicate rule id {rule.id!r} (also in {seen[rule.id]})"
+            )
+        seen.setdefault(rule.id, rule.origin)
+    if errors:
+        raise ConfigError(errors)
+    return rules
