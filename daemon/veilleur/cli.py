@@ -38,8 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     with_config(sp)
 
     sp = sub.add_parser("replay", help="evaluate CloudTrail log files offline (a backtest)")
-    sp.add_argument("files", nargs="+", help="S3 log files (.json/.json.gz), JSON lines, "
-                    "lookup-events output, or directories of them")
+    sp.add_argument(
+        "files",
+        nargs="+",
+        help="S3 log files (.json/.json.gz), JSON lines, "
+        "lookup-events output, or directories of them",
+    )
     sp.add_argument("--rules", help="comma-separated rule sources (default: from config)")
     sp.add_argument("--format", choices=["table", "json"], default="table")
     with_config(sp)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Self
 
+from veilleur.emulator.cloudtrail_admin import handle_admin
 from veilleur.emulator.cloudtrail_control import (
     Counters,
     DelayModel,
@@ -36,7 +37,14 @@ from veilleur.emulator.cloudtrail_control import (
     RateLimit,
     RateLimiter,
 )
-from veilleur.emulator.cloudtrail_events import Resource, Scope, StoredEvent, build_event
+from veilleur.emulator.cloudtrail_events import (
+    AddResult,
+    EventSpec,
+    Resource,
+    Scope,
+    StoredEvent,
+    build_event,
+)
 from veilleur.emulator.cloudtrail_http import EmulatorHTTPServer, Reply
 from veilleur.emulator.cloudtrail_store import (
     HORIZON_SECONDS,
@@ -60,31 +68,15 @@ class EmulatorConfig:
     default_account: str = DEFAULT_ACCOUNT
     accounts: Mapping[str, str] = field(default_factory=dict)  # access key id -> account id
     default_region: str = DEFAULT_REGION  # for records without awsRegion
-    rate_limit: RateLimit = RateLimit()
+    rate_limit: RateLimit = field(default_factory=RateLimit)
     delay_model: DelayModel | None = None  # None: events visible at their eventTime
     seed: int = 0
     horizon_s: float = HORIZON_SECONDS
 
 
-@dataclass(frozen=True, slots=True)
-class EventSpec:
-    """One record to add and how: see ``CloudTrailEmulator.add_events``."""
-
-    record: Mapping[str, Any]
-    delay: float | None = None
-    visible_at: float | None = None
-    region: str | None = None
-    account: str | None = None
-    resources: Iterable[Resource] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AddResult:
-    added: int
-    duplicates: int
-
-
-def scope_from_authorization(header: str | None, accounts: Mapping[str, str], default: str) -> Scope:
+def scope_from_authorization(
+    header: str | None, accounts: Mapping[str, str], default: str
+) -> Scope:
     """(account, region) from a SigV4 ``Authorization`` header's credential scope."""
     match = _CREDENTIAL.search(header or "")
     if match is None:
@@ -208,7 +200,9 @@ class CloudTrailEmulator:
             added = sum(1 for event in built if self._store.add(event))
         return AddResult(added, len(built) - added)
 
-    def _scope_of(self, record: Mapping[str, Any], region: str | None, account: str | None) -> Scope:
+    def _scope_of(
+        self, record: Mapping[str, Any], region: str | None, account: str | None
+    ) -> Scope:
         rec_region, rec_account = record.get("awsRegion"), record.get("recipientAccountId")
         if region is None:
             region = rec_region if isinstance(rec_region, str) else self.config.default_region
@@ -244,6 +238,13 @@ class CloudTrailEmulator:
                 self._counters.clear()
             if rate:
                 self._limiter.reset()
+
+    def now(self) -> float:
+        """The emulator's clock (the injected one)."""
+        return self._clock()
+
+    def handle_admin(self, method: str, path: str, body: bytes) -> Reply:
+        return handle_admin(self, method, path, body)
 
     # ---- the API -----------------------------------------------------------------------
 

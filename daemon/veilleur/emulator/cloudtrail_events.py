@@ -237,3 +237,21 @@ def build_event(
         resources=derive_resources(rec) if resources is None else tuple(resources),
         cloudtrail_event=json.dumps(rec, separators=(",", ":"), ensure_ascii=False),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """One record to add and how: see ``CloudTrailEmulator.add_events``."""
+
+    record: Mapping[str, Any]
+    delay: float | None = None
+    visible_at: float | None = None
+    region: str | None = None
+    account: str | None = None
+    resources: Iterable[Resource] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    added: int
+    duplicates: int

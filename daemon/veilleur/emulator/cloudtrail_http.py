@@ -117,12 +117,10 @@ class _Handler(BaseHTTPRequestHandler):
         """Close with a TCP RST and no answer: linger on, timeout zero."""
         self.close_connection = True
         try:
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
         except OSError:  # pragma: no cover - the peer may be gone already
             pass
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("cloudtrail emulator: " + format, *args)

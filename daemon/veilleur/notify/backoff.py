@@ -44,7 +44,7 @@ class RetryPolicy:
         # Past 2**30 the cap has long been reached; avoid huge intermediate numbers.
         if exponent >= 30:
             return self.cap
-        return min(self.cap, self.base * (2**exponent))
+        return min(self.cap, self.base * (1 << exponent))
 
     def next_attempt(self, attempts: int, now: datetime, rng: Rng) -> datetime:
         """When to try again after ``attempts`` failed attempts (counting the one that just

@@ -174,6 +174,7 @@ def evaluate(points: Sequence[float | None], current: AlarmState, spec: AlarmSpe
     ``spec.evaluation_range``; values must be finite (map NaN or inf to ``None``
     before calling, if that is what they mean)."""
     _check_points(points, spec)
+    current = AlarmState(current)  # a stored "OK" string is fine; anything else raises
     n, m, treat = spec.evaluation_periods, spec.datapoints_to_alarm, spec.treat_missing
     real = [i for i, value in enumerate(points) if value is not None]
 
@@ -237,7 +238,7 @@ def evaluate(points: Sequence[float | None], current: AlarmState, spec: AlarmSpe
 
 def is_transition(old: AlarmState, new: Evaluation) -> bool:
     """True when the evaluation changes the state: CloudWatch acts on changes only."""
-    return new.state is not old
+    return new.state != old
 
 
 def _check_points(points: Sequence[float | None], spec: AlarmSpec) -> None:
@@ -299,14 +300,18 @@ def _threshold_reason(
     """CloudWatch's wording, datapoints newest first as in its reasons."""
     n = spec.evaluation_periods
     to_alarm = state is AlarmState.ALARM
-    count = hits if to_alarm else n - hits
+    gaps = deciding.count(None)
+    if to_alarm:
+        count = hits
+    else:  # real non-breaching datapoints, plus gaps when they count as not breaching
+        count = sum(1 for v in deciding if v is not None and not spec.breaches(v))
+        count += gaps if treat is TreatMissing.notBreaching else 0
     phrase = spec.comparison.phrase if to_alarm else f"not {spec.comparison.phrase}"
     text = (
         f"Threshold Crossed: {count} out of the last {n} datapoint{_s(n)} "
         f"[{_values(deciding)}] {_were(count)} {phrase} the threshold "
         f"({_num(spec.threshold)})"
     )
-    gaps = deciding.count(None)
     if gaps:
         if treat in (TreatMissing.breaching, TreatMissing.notBreaching):
             text += f"; {gaps} missing datapoint{_s(gaps)} {_were(gaps)} treated as [{treat.label}]"

@@ -16,7 +16,7 @@ from typing import Any
 from veilleur.alerts import Alert, AlertKind, fingerprint, notification_id
 from veilleur.model import MISSING, TrailEvent, lookup
 from veilleur.rules import threshold
-from veilleur.rules.spec import FieldPath, Rule
+from veilleur.rules.spec import Rule
 
 # Fields whose distinct values an alert carries (beyond the group keys).
 DISTINCT_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -187,6 +187,8 @@ class Engine:
     ) -> Alert:
         record = event.record
         fp = fingerprint(rule.id, group)
+        distinct: dict[str, tuple[str, ...]]
+        samples: tuple[str, ...]
         if firing is None:
             distinct = {
                 name: (_text(v),)
@@ -199,7 +201,9 @@ class Engine:
             distinct = firing.distinct
             count, first, last = firing.count, _dt(firing.first), _dt(firing.last)
             samples = firing.sample_ids
-            details = {"suppressed_before": firing.suppressed_before} if firing.suppressed_before else {}
+            details = (
+                {"suppressed_before": firing.suppressed_before} if firing.suppressed_before else {}
+            )
         return Alert(
             rule_id=rule.id,
             title=rule.title,
@@ -273,6 +277,3 @@ def _resources(record: Mapping[str, Any]) -> tuple[str, ...]:
     arns = [r["ARN"] for r in res if isinstance(r, dict) and isinstance(r.get("ARN"), str)]
     return tuple(a[:2048] for a in arns[:MAX_RESOURCES])
 
-
-def group_paths(rule: Rule) -> tuple[FieldPath, ...]:
-    return rule.grouping

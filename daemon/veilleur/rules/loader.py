@@ -136,10 +136,7 @@ def _compile(model: RuleModel, where: str, errors: list[str]) -> Rule | None:
         else:
             assert isinstance(t.expect, ExpectModel)
             exp = Expectation(alerts=t.expect.alerts, count=t.expect.count)
-        if t.repeat > 1:
-            events = tuple(t.events) * t.repeat
-        else:
-            events = tuple(t.events)
+        events = tuple(t.events) * t.repeat if t.repeat > 1 else tuple(t.events)
         tests.append(RuleTest(name=t.name or f"case {i}", events=events, expect=exp))
     return Rule(
         id=model.id,
@@ -196,8 +193,11 @@ def _with_origin(rule: Rule, origin: str) -> Rule:
 def builtin_text(name: str) -> str:
     if name not in BUILTIN_PACKS:
         raise ConfigError(
-            [f'unknown built-in pack "builtin:{name}" (known: '
-             + ", ".join(f"builtin:{p}" for p in BUILTIN_PACKS) + ")"]
+            [
+                f'unknown built-in pack "builtin:{name}" (known: '
+                + ", ".join(f"builtin:{p}" for p in BUILTIN_PACKS)
+                + ")"
+            ]
         )
     return resources.files("veilleur.packs").joinpath(f"{name}.yaml").read_text("utf-8")
 
@@ -225,9 +225,7 @@ def load_rules(sources: Sequence[str], base_dir: Path | None = None) -> list[Rul
     seen: dict[str, str] = {}
     for rule in rules:
         if rule.id in seen:
-            errors.append(
-                f"{rule.origin}: duplicate rule id {rule.id!r} (also in {seen[rule.id]})"
-            )
+            errors.append(f"{rule.origin}: duplicate rule id {rule.id!r} (also in {seen[rule.id]})")
         seen.setdefault(rule.id, rule.origin)
     if errors:
         raise ConfigError(errors)

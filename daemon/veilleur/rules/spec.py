@@ -76,6 +76,4 @@ class Rule:
     @property
     def stateful(self) -> bool:
         """Rules that need per-group state: thresholds above 1 or suppression."""
-        return self.realert is not None or (
-            self.threshold is not None and self.threshold.count > 1
-        )
+        return self.realert is not None or (self.threshold is not None and self.threshold.count > 1)

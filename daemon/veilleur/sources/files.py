@@ -80,8 +80,12 @@ def read_file(path: Path, problems: list[Problem]) -> Iterator[TrailEvent]:
         return
     if items is None:
         problems.append(
-            Problem(name, None, 'not CloudTrail records: expected {"Records": [...]}, '
-                    '{"Events": [...]} or JSON lines')
+            Problem(
+                name,
+                None,
+                'not CloudTrail records: expected {"Records": [...]}, '
+                '{"Events": [...]} or JSON lines',
+            )
         )
         return
     for i, item in enumerate(items):
@@ -113,7 +117,8 @@ def expand(paths: list[str]) -> list[Path]:
         if p.is_dir():
             out.extend(
                 sorted(
-                    f for f in p.rglob("*")
+                    f
+                    for f in p.rglob("*")
                     if f.is_file() and f.name.endswith((".json", ".json.gz", ".jsonl", ".gz"))
                 )
             )

@@ -13,6 +13,9 @@ tables: they would make the file unreadable to SQLite < 3.37.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
+
+from veilleur.store.types import StoreCorruptError, StoreError, StoreVersionError
 
 Migration = tuple[str, ...]
 
@@ -65,6 +68,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+_CORRUPT = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
 
 
 def user_version(conn: sqlite3.Connection) -> int:
@@ -84,3 +88,85 @@ def apply_migrations(
     # PRAGMA takes no parameters; ``target`` is an int we computed.
     conn.execute(f"PRAGMA user_version = {int(target)}")
     return target
+
+
+def sqlite_error(path: Path, action: str, exc: sqlite3.Error) -> StoreError:
+    """Our error for an sqlite3 one: corruption is told apart, with what to do about it."""
+    if getattr(exc, "sqlite_errorname", "") in _CORRUPT:
+        return StoreCorruptError(
+            f"state file {path} is not a readable SQLite database ({exc}) while {action}; "
+            "it was left untouched: move it aside to start with empty state, or restore a backup"
+        )
+    return StoreError(f"state file {path}: {action} failed: {exc}")
+
+
+def open_connection(
+    path: Path, *, readonly: bool, timeout: float, migrations: tuple[Migration, ...]
+) -> tuple[sqlite3.Connection, int]:
+    """Connect, check integrity and version, enable WAL, migrate. Returns the connection (in
+    autocommit mode: the store issues BEGIN/COMMIT itself) and the schema version."""
+    if readonly and not path.is_file():
+        raise StoreError(f"no state file at {path} (has the daemon run yet?)")
+    if not path.parent.is_dir():
+        raise StoreError(f"state directory {path.parent} does not exist")
+    target = f"{path.resolve().as_uri()}?mode=ro" if readonly else str(path)
+    try:
+        conn = sqlite3.connect(
+            target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=readonly
+        )
+    except sqlite3.Error as exc:
+        raise sqlite_error(path, "opening", exc) from exc
+    try:
+        return conn, _prepare(conn, path, readonly=readonly, migrations=migrations)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise sqlite_error(path, "opening", exc) from exc
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _check_version(path: Path, version: int, latest: int, *, readonly: bool) -> None:
+    if version > latest:
+        raise StoreVersionError(
+            f"state file {path} has schema version {version}, newer than this veilleur "
+            f"understands ({latest}): run a newer veilleur, or move the file aside"
+        )
+    if readonly and version < latest:
+        raise StoreVersionError(
+            f"state file {path} has schema version {version}, older than {latest}: "
+            "start the daemon once to migrate it"
+        )
+
+
+def _prepare(
+    conn: sqlite3.Connection, path: Path, *, readonly: bool, migrations: tuple[Migration, ...]
+) -> int:
+    check = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+    if check != ["ok"]:
+        raise StoreCorruptError(
+            f"state file {path} fails its integrity check: {'; '.join(check[:3])}; "
+            "it was left untouched: move it aside or restore a backup"
+        )
+    latest = len(migrations)
+    version = user_version(conn)
+    _check_version(path, version, latest, readonly=readonly)
+    if readonly:
+        return version
+    mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+    if mode.lower() != "wal":
+        raise StoreError(f"state file {path}: cannot enable WAL (journal_mode={mode})")
+    conn.execute("PRAGMA synchronous = FULL")
+    if version == latest:
+        return version  # the usual case: no write lock taken, a running writer is not waited on
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have migrated between our first read and our lock.
+        version = user_version(conn)
+        _check_version(path, version, latest, readonly=False)
+        version = apply_migrations(conn, version, migrations)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return version

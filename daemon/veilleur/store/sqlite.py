@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from veilleur.store.schema import MIGRATIONS, Migration, apply_migrations, user_version
+from veilleur.store.schema import MIGRATIONS, Migration, open_connection, sqlite_error
 from veilleur.store.types import (
     AlarmStateRecord,
     CommitResult,
@@ -26,15 +26,12 @@ from veilleur.store.types import (
     OutboxStats,
     OutboxStatus,
     StoreCorruptError,
-    StoreError,
-    StoreVersionError,
     TickCommit,
 )
 
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _MAX_ERROR_CHARS = 1000
 _IN_CHUNK = 500  # ids per IN (...) query, well under SQLite's parameter limit
-_CORRUPT = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
 _OUTBOX_COLUMNS = (
     "id, notification_id, sink, alert, created_at, attempts, next_attempt_at, last_error, "
     "status, finished_at"
@@ -70,16 +67,6 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield items[start : start + size]
 
 
-def _sqlite_error(path: Path, action: str, exc: sqlite3.Error) -> StoreError:
-    name = getattr(exc, "sqlite_errorname", "")
-    if name in _CORRUPT:
-        return StoreCorruptError(
-            f"state file {path} is not a readable SQLite database ({exc}) while {action}; "
-            "it was left untouched: move it aside to start with empty state, or restore a backup"
-        )
-    return StoreError(f"state file {path}: {action} failed: {exc}")
-
-
 class SqliteStore:
     """Open with ``SqliteStore.open(path)``; use as a context manager or call ``close()``."""
 
@@ -103,65 +90,10 @@ class SqliteStore:
         writes, and refuses a file that needs migrating. ``timeout`` is how long a writer waits
         for another writer's lock (seconds). ``migrations`` is a test seam."""
         path = Path(path)
-        if readonly and not path.is_file():
-            raise StoreError(f"no state file at {path} (has the daemon run yet?)")
-        if not path.parent.is_dir():
-            raise StoreError(f"state directory {path.parent} does not exist")
-        target = f"{path.resolve().as_uri()}?mode=ro" if readonly else str(path)
-        try:
-            conn = sqlite3.connect(
-                target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=readonly
-            )
-        except sqlite3.Error as exc:
-            raise _sqlite_error(path, "opening", exc) from exc
-        try:
-            version = cls._prepare(conn, path, readonly=readonly, migrations=migrations)
-        except BaseException:
-            conn.close()
-            raise
+        conn, version = open_connection(
+            path, readonly=readonly, timeout=timeout, migrations=migrations
+        )
         return cls(conn, path, version)
-
-    @staticmethod
-    def _prepare(
-        conn: sqlite3.Connection, path: Path, *, readonly: bool, migrations: tuple[Migration, ...]
-    ) -> int:
-        latest = len(migrations)
-        try:
-            check = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
-            if check != ["ok"]:
-                raise StoreCorruptError(
-                    f"state file {path} fails its integrity check: {'; '.join(check[:3])}; "
-                    "it was left untouched: move it aside or restore a backup"
-                )
-            version = user_version(conn)
-            if version > latest:
-                raise StoreVersionError(
-                    f"state file {path} has schema version {version}, newer than this veilleur "
-                    f"understands ({latest}): run a newer veilleur, or move the file aside"
-                )
-            if readonly:
-                if version < latest:
-                    raise StoreVersionError(
-                        f"state file {path} has schema version {version}, older than {latest}: "
-                        "start the daemon once to migrate it"
-                    )
-                return version
-            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-            if mode.lower() != "wal":
-                raise StoreError(f"state file {path}: cannot enable WAL (journal_mode={mode})")
-            conn.execute("PRAGMA synchronous = FULL")
-            if version < latest:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    # Another process may have migrated between our read and our lock.
-                    version = apply_migrations(conn, user_version(conn), migrations)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            return version
-        except sqlite3.Error as exc:
-            raise _sqlite_error(path, "opening", exc) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -194,7 +126,7 @@ class SqliteStore:
                         conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise _sqlite_error(self.path, action, exc) from exc
+                raise sqlite_error(self.path, action, exc) from exc
 
     # -- the tick --------------------------------------------------------------------------
     def commit_tick(self, tick: TickCommit) -> CommitResult:
@@ -289,12 +221,10 @@ class SqliteStore:
             else:
                 ids = sorted(set(candidates))
                 for chunk in _chunks(ids, _IN_CHUNK):
-                    marks = ", ".join("?" * len(chunk))
-                    rows = c.execute(
-                        "SELECT event_id FROM seen_ids WHERE source_key = ? AND expires_at > ? "
-                        f"AND event_id IN ({marks})",  # noqa: S608 - placeholders only
-                        (source_key, at, *chunk),
-                    ).fetchall()
+                    marks = ", ".join("?" * len(chunk))  # placeholders only, no values
+                    query = f"SELECT event_id FROM seen_ids WHERE event_id IN ({marks}) "  # noqa: S608
+                    query += "AND source_key = ? AND expires_at > ?"
+                    rows = c.execute(query, (*chunk, source_key, at)).fetchall()
                     found.update(r[0] for r in rows)
         return frozenset(found)
 
