@@ -29,6 +29,17 @@ def _parser() -> argparse.ArgumentParser:
     def with_config(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("-c", "--config", type=Path, help="config file (YAML)")
 
+    sp = sub.add_parser("run", help="run the daemon (polls, evaluates, alerts) until SIGTERM")
+    with_config(sp)
+
+    sp = sub.add_parser("once", help="one tick of every source and one outbox drain, then exit")
+    with_config(sp)
+
+    sp = sub.add_parser("dead-letters", help="list notifications given up on (from the store)")
+    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--format", choices=["table", "json"], default="table")
+    with_config(sp)
+
     sp = sub.add_parser("check", help="validate config and rules, print a summary")
     with_config(sp)
 
@@ -78,6 +89,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     from veilleur.rules.loader import load_rules
 
     out = sys.stdout
+    if args.command == "run":
+        from veilleur.daemon import run_daemon
+
+        return run_daemon(args.config)
+    if args.command == "once":
+        from veilleur.daemon import run_once
+
+        return run_once(args.config)
+    if args.command == "dead-letters":
+        return _dead_letters(args)
     if args.command == "check":
         report.config_summary(load_config(args.config), out)
         return EXIT_OK
@@ -114,6 +135,22 @@ def _dispatch(args: argparse.Namespace) -> int:
             report.summary_table(summary, out)
         return EXIT_OK
     raise AssertionError(args.command)  # pragma: no cover
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    from veilleur import report
+    from veilleur.build import state_path
+    from veilleur.config import load_config
+    from veilleur.store.sqlite import SqliteStore
+
+    path = state_path(load_config(args.config))
+    if not path.exists():
+        print(f"no state file at {path}: nothing dead-lettered yet", file=sys.stderr)
+        return EXIT_OK
+    with SqliteStore.open(path, readonly=True) as store:
+        rows = store.dead_letters(args.limit)
+    report.dead_letters(rows, sys.stdout, args.format == "json")
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -118,3 +118,35 @@ def summary_table(summary: dict[str, Any], out: TextIO) -> None:
     for rule_id, s in summary["rules"].items():
         rows.append([rule_id, str(s["matches"]), str(s["alerts"])])
     _table(rows, out)
+
+
+def dead_letters(rows: Sequence[Any], out: TextIO, as_json: bool) -> None:
+    if as_json:
+        for r in rows:
+            json_line(
+                {
+                    "notification_id": r.notification_id,
+                    "sink": r.sink,
+                    "rule_id": r.alert_doc.get("rule_id"),
+                    "created_at": format_time(r.created_at),
+                    "dead_at": format_time(r.finished_at) if r.finished_at else None,
+                    "attempts": r.attempts,
+                    "error": r.last_error,
+                },
+                out,
+            )
+        return
+    table = [["created", "sink", "rule", "attempts", "notification id", "last error"]]
+    for r in rows:
+        table.append(
+            [
+                format_time(r.created_at),
+                r.sink,
+                str(r.alert_doc.get("rule_id", "?")),
+                str(r.attempts),
+                r.notification_id,
+                sanitize(r.last_error or "", 80),
+            ]
+        )
+    _table(table, out)
+    out.write(f"{len(rows)} dead letter(s)\n")

@@ -100,15 +100,16 @@ def make_client(
     """A CloudTrail client on the emulator; by default each request moves the clock half a
     second on, so paging stays under 2 requests/s; ``tick=0`` keeps time still."""
 
-    def make(
-        *, tick: float = 0.5, attempts: int = 1, region: str = "us-east-1", **cfg: Any
-    ) -> Any:
+    def make(*, tick: float = 0.5, attempts: int = 1, region: str = "us-east-1", **cfg: Any) -> Any:
+        keys = {}
+        if "key" in cfg:
+            keys = {"aws_access_key_id": cfg.pop("key"), "aws_secret_access_key": "testing"}
         client = session.client(
             "cloudtrail",
             endpoint_url=emu.url,
             region_name=region,
             config=Config(retries={"total_max_attempts": attempts, "mode": "standard"}, **cfg),
-            **({"aws_access_key_id": cfg.pop("key")} if "key" in cfg else {}),
+            **keys,
         )
         if tick:
             client.meta.events.register(
@@ -125,7 +126,8 @@ def error_code(info: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> s
 
 def admin(emu: CloudTrailEmulator, method: str, name: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{emu.url}/_emulator/{name}", data=data, method=method)
+    url = f"{emu.url}/_emulator/{name}"
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback
     request.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
@@ -467,16 +469,14 @@ def test_start_stop_and_url(clock: Clock) -> None:
 
 
 def test_runs_as_a_separate_process() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "veilleur.emulator.cloudtrail", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        with urllib.request.urlopen(f"{url}/_emulator/health", timeout=10) as response:  # noqa: S310
-            assert json.loads(response.read())["ok"] is True
-    finally:
-        proc.terminate()
+    command = [sys.executable, "-m", "veilleur.emulator", "--port", "0"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().strip()
+            health = f"{url}/_emulator/health"
+            with urllib.request.urlopen(health, timeout=10) as response:  # noqa: S310 - loopback
+                assert json.loads(response.read())["ok"] is True
+        finally:
+            proc.terminate()
         assert proc.wait(timeout=10) == 0

@@ -101,7 +101,10 @@ def read_all(store: EventStore, query: LookupQuery, now: float) -> list[str]:
     ("identity", "expected"),
     [
         ({"type": "IAMUser", "userName": "alice", "arn": "arn:aws:iam::1:user/alice"}, "alice"),
-        ({"type": "IAMUser", "userName": "HIDDEN_DUE_TO_SECURITY_REASONS"}, "HIDDEN_DUE_TO_SECURITY_REASONS"),
+        (
+            {"type": "IAMUser", "userName": "HIDDEN_DUE_TO_SECURITY_REASONS"},
+            "HIDDEN_DUE_TO_SECURITY_REASONS",
+        ),
         ({"type": "Root", "arn": "arn:aws:iam::123456789012:root"}, "root"),
         (
             {
@@ -436,7 +439,7 @@ class Clock:
 
 
 def test_handle_api_rate_limits_faults_and_counts() -> None:
-    clock, slept = Clock(T0 + 1000), []
+    clock, slept = Clock(T0 + 1000), list[float]()
     emu = CloudTrailEmulator(EmulatorConfig(), clock=clock, sleep=slept.append)
     emu.add_events([record(i, T0 + i) for i in range(3)])
     body = json.dumps({"MaxResults": 2}).encode()

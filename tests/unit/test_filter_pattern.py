@@ -259,7 +259,9 @@ def test_cis_pattern_matches_and_rejects_realistic_records(rule_id: str) -> None
 
 
 def test_cis_required_event_names_are_the_published_lists() -> None:
-    names = {k: compile_filter_pattern(v[0]).required_values(("eventName",)) for k, v in CIS.items()}
+    names = {
+        k: compile_filter_pattern(v[0]).required_values(("eventName",)) for k, v in CIS.items()
+    }
     assert names["cis-cloudtrail-changes"] == {
         "CreateTrail", "UpdateTrail", "DeleteTrail", "StartLogging", "StopLogging"
     }  # fmt: skip
@@ -279,7 +281,8 @@ def test_cis_counts_on_the_invictus_dataset_match_its_readme() -> None:
     for path in sorted(DATASET.glob("*.json.gz")):
         with gzip.open(path) as fh:
             records += json.load(fh)["Records"]
-    counts = {k: sum(compile_filter_pattern(v[0]).matches(r) for r in records) for k, v in CIS.items()}
+    patterns = {k: compile_filter_pattern(v[0]) for k, v in CIS.items()}
+    counts = {k: sum(p.matches(r) for r in records) for k, p in patterns.items()}
     assert {k: n for k, n in counts.items() if n} == {
         "cis-unauthorized-api-calls": 60,
         "cis-route-table-changes": 40,
@@ -322,7 +325,10 @@ GUIDE_EVENT: dict[str, Any] = {
 }
 GUIDE_COMPOUND: dict[str, Any] = {
     "user": {"id": 1, "email": "John.Stiles@example.com"},
-    "users": [{"id": 2, "email": "John.Doe@example.com"}, {"id": 3, "email": "Jane.Doe@example.com"}],
+    "users": [
+        {"id": 2, "email": "John.Doe@example.com"},
+        {"id": 3, "email": "Jane.Doe@example.com"},
+    ],
     "actions": ["GET", "PUT", "DELETE"],
     "coordinates": [[0, 1, 2], [4, 5, 6], [7, 8, 9]],
 }
@@ -338,7 +344,11 @@ GUIDE_COMPOUND: dict[str, Any] = {
         ("{ $.SomeObject IS NULL }", GUIDE_EVENT, True),
         ("{ $.SomeOtherObject NOT EXISTS }", GUIDE_EVENT, True),
         ("{ $.ThisFlag IS TRUE }", GUIDE_EVENT, True),
-        ('{ ($.user.id = 1) && ($.users[0].email = "John.Doe@example.com") }', GUIDE_COMPOUND, True),
+        (
+            '{ ($.user.id = 1) && ($.users[0].email = "John.Doe@example.com") }',
+            GUIDE_COMPOUND,
+            True,
+        ),
         (
             '{ ($.user.id = 2 && $.users[0].email = "nonmatch") || $.actions[2] = "GET" }',
             GUIDE_COMPOUND,
@@ -488,7 +498,7 @@ def test_checks(check: str, matching: list[Any]) -> None:
     values: list[Any] = [None, True, False, 0, 1, "", "true", "null", [], {}]
     pattern = compile_filter_pattern(f"{{ $.a.v {check} }}")
     got = [v for v in values if pattern.matches({"a": {"v": v}})]
-    assert got == matching or (not matching and got == [])
+    assert got == matching
     assert pattern.matches({"a": {}}) is (check == "NOT EXISTS")
     assert pattern.matches({}) is (check == "NOT EXISTS")
 
@@ -569,3 +579,184 @@ def test_required_values_for_booleans_and_nested_paths() -> None:
     assert pattern.required_values(("userIdentity", "type")) == {"Root"}
     assert pattern.required_values(("x",)) == {None}
     assert pattern.required_values(("userIdentity",)) is None
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "fragment"),
+    [
+        ("", "at column 1", "empty filter pattern"),
+        ("ConsoleLogin", "at column 1", "starts with '{', found 'ConsoleLogin'"),
+        ("$.eventName = x", "at column 1", "found '$.eventName'"),
+        ("{ }", "at column 3", "empty JSON filter pattern"),
+        ("{ $.eventName = x", "at column 18", "missing closing '}'"),
+        ("{ ($.a = b }", "at column 12", "missing ')' for the '(' at column 3, found '}'"),
+        ("{ (($.a = b) }", "at column 14", "missing ')' for the '(' at column 3"),
+        ("{ $.a = b) }", "at column 10", "unbalanced ')'"),
+        ("{ $.a = }", "at column 9", "missing value after '=', found '}'"),
+        ("{ $.a != ) }", "at column 10", "missing value after '!=', found ')'"),
+        ("{ $.a }", "at column 7", "expected an operator"),
+        ("{ $.a == b }", "at column 7", "unknown operator '=='"),
+        ("{ $.a =< 1 }", "at column 7", "unknown operator '=<'"),
+        ("{ $.a ~ b }", "at column 7", "found '~'"),
+        ("{ $.a LIKE b }", "at column 7", "found 'LIKE'"),
+        ("{ $.a & $.b = 1 }", "at column 7", "unknown operator '&'"),
+        ("{ $.a = b AND $.c = d }", "at column 11", "found 'AND' (write '&&'"),
+        ("{ $.a = two words }", "at column 13", "found 'words' (a value that contains spaces"),
+        ("{ $.a = b } trailing", "at column 13", "unexpected 'trailing' after the closing '}'"),
+        ("{ $.a = b }}", "at column 12", "unexpected '}'"),
+        ("{ $.a > abc }", "at column 9", "'>' compares numbers: expected a number, found 'abc'"),
+        ('{ $.a < "5" }', "at column 9", "found '\"5\"'"),
+        (
+            "{ $.a IS NOT NULL }",
+            "at column 10",
+            "expected NULL, TRUE or FALSE after IS, found 'NOT'",
+        ),
+        ("{ $.a NOT NULL }", "at column 11", "expected EXISTS after NOT, found 'NULL'"),
+        ("{ $.a IS }", "at column 10", "found '}'"),
+        ('{ $.a = "open }', "at column 9", "unterminated quoted string"),
+        ("{ $.a = $.b }", "at column 9", "comparing a field with another field ('$.b')"),
+        ("{ $a = 1 }", "at column 4", "a selector starts with '$.'"),
+        ("{ $.a. = 1 }", "at column 7", "expected a property name after '.'"),
+        ("{ $.a[*] = 1 }", "at column 6", "array wildcard '[*]' is not supported"),
+        ("{ $.a[x] = 1 }", "at column 6", "expected an array index such as [0]"),
+        ("{ $.a[1 = 1 }", "at column 6", "expected an array index"),
+        ("{ $.a = %Err.*% }", "at column 9", "regular expressions (%...%) are not supported"),
+        ("{ () }", "at column 4", "empty parentheses"),
+        ("{ $.a = 1 && }", "at column 14", "expected a condition such as"),
+        ("{ || $.a = 1 }", "at column 3", "found '||'"),
+        ("{\n  $.a = 1 &&\n  $.b ==  2\n}", "at line 3, column 7", "unknown operator '=='"),
+        ("{" + "(" * 65 + "$.a = 1" + ")" * 65 + "}", "at column 66", "nested deeper than 64"),
+    ],
+)
+def test_malformed_patterns_are_located_and_quoted(text: str, where: str, fragment: str) -> None:
+    with pytest.raises(MatcherError) as caught:
+        compile_filter_pattern(text)
+    assert caught.value.where == where
+    assert fragment in caught.value.message
+    assert str(caught.value).startswith(where + ": ")
+
+
+def test_nesting_up_to_the_limit_is_accepted() -> None:
+    text = "{" + "(" * 64 + "$.a = 1" + ")" * 64 + "}"
+    assert compile_filter_pattern(text).matches({"a": 1}) is True
+
+
+# --- robustness: attacker-controlled records -----------------------------------------------
+
+KEYS = ["a", "b", "v", "eventName", "userIdentity", "type", "invokedBy", "errorCode", "0"]
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=20)
+    | st.sampled_from(["400", "4e2", "-1.5", "true", "Root", "AccessDenied", "x*y", ""])
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
+RECORDS = st.dictionaries(st.sampled_from(KEYS), JSON_VALUES, max_size=6)
+ROBUSTNESS_PATTERNS = [
+    compile_filter_pattern(text)
+    for text in [
+        CIS["cis-root-usage"][0],
+        CIS["cis-unauthorized-api-calls"][0],
+        CIS["cis-console-login-no-mfa"][0],
+        "{ $.a = 400 || $.a != 4e2 || $.a < -1.5 || $.a >= 1e999 || $.a <= 0 || $.a > 0 }",
+        "{ $.a = * || $.a = *x* || $.a = x* || $.a = *y || $.a != * || $.a = true }",
+        "{ $.a[0] = 1 || $.a[0][1].b = x || $.a.b[3] != y || $.v[0] IS NULL }",
+        "{ $.a IS TRUE || $.a IS FALSE || $.a IS NULL || $.a.b NOT EXISTS }",
+    ]
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(record=RECORDS)
+def test_matching_never_raises_on_arbitrary_json(record: dict[str, Any]) -> None:
+    for pattern in ROBUSTNESS_PATTERNS:
+        assert pattern.matches(record) in (True, False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=JSON_VALUES, literal=st.sampled_from(["x", "400", "*", "4*", '"a b"', "1.5e3"]))
+def test_not_equal_is_the_negation_of_equal_on_scalars(value: Any, literal: str) -> None:
+    record = {"a": value}
+    equal = compile_filter_pattern(f"{{ $.a = {literal} }}").matches(record)
+    differ = compile_filter_pattern(f"{{ $.a != {literal} }}").matches(record)
+    if isinstance(value, dict | list):
+        assert (equal, differ) == (False, False)
+    else:
+        assert differ is not equal
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=JSON_VALUES | st.sampled_from(["A", "B", "C"]), other=JSON_VALUES)
+def test_required_values_are_sound(name: Any, other: Any) -> None:
+    record = {"eventName": name, "b": other}
+    for text in [
+        "{ $.eventName = A || ($.eventName = B && $.b = 1) }",
+        "{ ($.eventName = A || $.eventName = C) && $.b != x }",
+        "{ $.eventName IS NULL || $.eventName IS TRUE }",
+    ]:
+        pattern = compile_filter_pattern(text)
+        required = pattern.required_values(("eventName",))
+        assert required is not None
+        if pattern.matches(record):
+            assert name in required
+            assert type(name) in (str, bool, type(None))
+
+
+TOKENS = [
+    *("{", "}", "(", ")", "&&", "||", "=", "!=", "<", ">=", "$.a", "$.a[0]", '"x*"', "*"),
+    *("1e3", "-2", "IS", "NULL", "NOT", "EXISTS", "TRUE", " ", "x", "&", "$", "[", '"'),
+]
+RECORD_SAMPLES: list[Any] = [{}, {"a": None}, {"a": [1, {"b": "x"}]}, {"a": "x"}, {"a": 2000}]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(st.sampled_from(TOKENS), max_size=14).map(" ".join) | st.text(max_size=30))
+def test_compiling_anything_either_works_or_raises_matcher_error(text: str) -> None:
+    error: MatcherError | None = None
+    try:
+        pattern = compile_filter_pattern(text)
+    except MatcherError as exc:
+        error = exc
+    if error is not None:
+        assert error.where.startswith("at ")
+    else:
+        assert all(pattern.matches(r) in (True, False) for r in RECORD_SAMPLES)
+
+
+def test_hostile_values_do_not_raise() -> None:
+    deep: dict[str, Any] = {}
+    cursor = deep
+    for _ in range(100_000):
+        cursor["a"] = {}
+        cursor = cursor["a"]
+    hostile: list[dict[str, Any]] = [
+        {"a": deep},
+        {"a": 10**5000},  # more digits than str(int) allows
+        {"a": "9" * 100_000},
+        {"a": "x" * 1_000_000 + "Denied"},
+        {"a": -(10**5000), "v": float("-inf")},
+        {"a": [[[[[]]]]]},
+    ]
+    patterns = [
+        *ROBUSTNESS_PATTERNS,
+        compile_filter_pattern("{ $.a = *Denied && $.a.a.a.a.a.a = * }"),
+    ]
+    for record in hostile:
+        for pattern in patterns:
+            assert pattern.matches(record) in (True, False)
+    assert patterns[-1].matches({"a": "x" * 1_000_000 + "Denied"}) is False
+    assert compile_filter_pattern("{ $.a = *Denied }").matches({"a": "x" * 10_000 + "Denied"})
+    assert compile_filter_pattern("{ $.a > 1 }").matches({"a": 10**5000}) is True
+    assert compile_filter_pattern("{ $.a = 1* }").matches({"a": 10**5000}) is False

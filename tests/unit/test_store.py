@@ -192,8 +192,8 @@ def test_missing_state_directory_and_missing_file_for_a_reader(tmp_path: Path) -
 
 
 def test_naive_datetimes_are_refused(store: SqliteStore) -> None:
-    with pytest.raises(ValueError, match="naive"):
-        store.commit_tick(TickCommit(now=datetime(2024, 1, 1)))  # noqa: DTZ001
+    with pytest.raises(StoreError, match="naive"):
+        store.commit_tick(TickCommit(now=datetime(2024, 1, 1)))
 
 
 # -- the tick transaction ----------------------------------------------------------------
@@ -259,8 +259,9 @@ def test_commit_tick_is_all_or_nothing_when_an_alert_cannot_be_serialized(
         watermarks={KEY: T0},
         notifications=(OutboxEnqueue(make_alert(1), ("sns",)), OutboxEnqueue(bad, ("sns",))),
     )
-    with pytest.raises(TypeError):
+    with pytest.raises(StoreError, match="not JSON serializable") as caught:
         store.commit_tick(tick)
+    assert isinstance(caught.value.__cause__, TypeError)
     assert store.watermark(KEY) is None
     assert count(path, "outbox") == 0
 

@@ -8,7 +8,7 @@
 
 Out of process, the same through the admin endpoint: ``POST /_emulator/events``,
 ``POST /_emulator/faults``, ``GET /_emulator/stats``, ``POST /_emulator/reset`` (see
-``cloudtrail_http``), or ``python -m veilleur.emulator.cloudtrail --port 4599``.
+``cloudtrail_http``), or ``python -m veilleur.emulator --port 4599``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,10 @@ _MAP_KEYS = 10  # distinct keys, detail keys in the e-mail text
 _JSON_INT_LIMIT = 2**63  # EventBridge rejects JSON integers outside int64
 _JSON_DEPTH = 8
 _ATTRIBUTE_CHARS = 256
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SHOWN_DETAILS = frozenset(
+    {"old_state", "new_state", "reason", "datapoints", "suppressed", "window", "within"}
+)
 
 # (items kept per list, characters kept per string) tried in turn until the document fits.
 _TRIM_LEVELS = ((100, 1024), (50, 512), (20, 256), (10, 128), (5, 64), (2, 64), (0, 64))
@@ -43,7 +48,7 @@ _TRIM_LEVELS = ((100, 1024), (50, 512), (20, 256), (10, 128), (5, 64), (2, 64), 
 
 def _valid_unicode(text: str) -> str:
     """Lone surrogates (legal in a parsed JSON string, not in UTF-8) become U+FFFD."""
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _ascii_fold(text: str) -> str:
@@ -263,11 +268,7 @@ def email_text(alert: Alert) -> str:
         lines += [f"  - {v(x, 300)}" for x in alert.resources[:_LIST_ITEMS]]
     if alert.kind is AlertKind.ALARM and "datapoints" in alert.details:
         lines += ["", f"Datapoints: {v(_json_value(alert.details['datapoints']), 1000)}"]
-    other = {
-        k: val
-        for k, val in alert.details.items()
-        if k not in {"old_state", "new_state", "reason", "datapoints", "suppressed", "window", "within"}
-    }
+    other = {k: val for k, val in alert.details.items() if k not in _SHOWN_DETAILS}
     if other:
         lines += ["", "Details:"]
         lines += [

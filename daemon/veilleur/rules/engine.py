@@ -276,4 +276,3 @@ def _resources(record: Mapping[str, Any]) -> tuple[str, ...]:
         return ()
     arns = [r["ARN"] for r in res if isinstance(r, dict) and isinstance(r.get("ARN"), str)]
     return tuple(a[:2048] for a in arns[:MAX_RESOURCES])
-

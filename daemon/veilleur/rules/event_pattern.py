@@ -50,6 +50,8 @@ class _Leaf:
         return self.exists_false
 
     def match(self, value: Any) -> bool:
+        if isinstance(value, str):  # the common case first
+            return self.exists_true or self._match_scalar(value)
         if isinstance(value, dict) or value is MISSING:
             return self.exists_false  # objects are not leaves (exists only sees leaves)
         if isinstance(value, list):
@@ -87,7 +89,7 @@ class _Leaf:
                     return True
         else:
             return False  # not a JSON value: matches nothing
-        return any(test(value) for test in self.any_tests)
+        return bool(self.any_tests) and any(test(value) for test in self.any_tests)
 
     def exact_values(self) -> frozenset[Scalar] | None:
         if self.str_tests or self.num_tests or self.any_tests or self.exists_true:
@@ -170,7 +172,7 @@ class EventPattern:
     root: _Object
 
     def matches(self, record: Mapping[str, Any]) -> bool:
-        if isinstance(record, Mapping):
+        if isinstance(record, dict | Mapping):
             return self.root.match_mapping(record)
         return self.root.match(record)
 
@@ -307,6 +309,12 @@ def _string_op(op: str, operand: object, where: str) -> Test:
     return _wildcard(_wildcard_segments(text, where))
 
 
+def _any_of(tests: tuple[Test, ...]) -> Test:
+    if len(tests) == 1:
+        return tests[0]
+    return lambda v: any(test(v) for test in tests)
+
+
 def _ci_equals(lowered: frozenset[str]) -> Test:
     longest = max(map(len, lowered))  # str.lower never shortens a string
 
@@ -431,10 +439,10 @@ def _anything_but(operand: object, where: str) -> Test:
         if not texts or (op in ("prefix", "suffix") and "" in texts):
             raise MatcherError(f"anything-but {op} needs non-empty strings", here)
         if op == "equals-ignore-case":
-            excluded = [_ci_equals(frozenset(t.lower() for t in texts))]
+            excluded = _ci_equals(frozenset(t.lower() for t in texts))
         else:
-            excluded = [_string_op(op, t, here) for t in texts]
-        return lambda v: not (isinstance(v, str) and any(t(v) for t in excluded))
+            excluded = _any_of(tuple(_string_op(op, t, here) for t in texts))
+        return lambda v: not (isinstance(v, str) and excluded(v))
     items = operand if isinstance(operand, list) else [operand]
     kinds = {_kind(v) for v in items}
     if kinds not in ({"a string"}, {"a number"}):

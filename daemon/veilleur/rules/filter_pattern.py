@@ -20,7 +20,6 @@ from veilleur.rules.filter_pattern_lex import Step
 from veilleur.rules.filter_pattern_parse import (
     NUMBER,
     AllOf,
-    AnyOf,
     Check,
     CheckKind,
     Comparison,
@@ -152,34 +151,50 @@ def _compile(node: Node) -> Predicate:
         return _compile_comparison(node)
     if isinstance(node, Check):
         return _compile_check(node)
-    parts = tuple(_compile(part) for part in node.parts)
     if isinstance(node, AllOf):
-        return _all_of(parts)
-    return _any_of(parts)
+        all_parts = tuple(_compile(part) for part in node.parts)
+        if len(all_parts) == 2:
+            first, second = all_parts
+            return lambda record: first(record) and second(record)
+        return lambda record: all(part(record) for part in all_parts)
+    names = _plain_names(node.parts)
+    if names is not None:
+        return _one_of(names[0], names[1])
+    any_parts = tuple(_compile(part) for part in node.parts)
+    return lambda record: any(part(record) for part in any_parts)
 
 
-def _all_of(parts: tuple[Predicate, ...]) -> Predicate:
-    if len(parts) == 2:
-        first, second = parts
-        return lambda record: first(record) and second(record)
+def _plain_names(parts: tuple[Node, ...]) -> tuple[tuple[Step, ...], frozenset[str]] | None:
+    """``$.f = A || $.f = B || ...`` with plain values (the CIS shape): the selector steps and
+    the set of values, so that the OR becomes one set lookup."""
+    steps: tuple[Step, ...] | None = None
+    names: set[str] = set()
+    for part in parts:
+        if not isinstance(part, Comparison) or part.op is not Op.EQ:
+            return None
+        value = part.value
+        if not isinstance(value, TextValue) or value.wildcard is not Wildcard.EXACT:
+            return None
+        if _is_ambiguous(value.body) or (steps is not None and part.selector.steps != steps):
+            return None
+        steps = part.selector.steps
+        names.add(value.body)
+    return None if steps is None else (steps, frozenset(names))
 
-    def all_of(record: Any) -> bool:
-        for part in parts:
-            if not part(record):
-                return False
-        return True
 
-    return all_of
+def _one_of(steps: tuple[Step, ...], names: frozenset[str]) -> Predicate:
+    get = _getter(steps)
+
+    def one_of(record: Any) -> bool:
+        value = get(record)
+        return type(value) is str and value in names
+
+    return one_of
 
 
-def _any_of(parts: tuple[Predicate, ...]) -> Predicate:
-    def any_of(record: Any) -> bool:
-        for part in parts:
-            if part(record):
-                return True
-        return False
-
-    return any_of
+def _is_ambiguous(body: str) -> bool:
+    """True if a plain string value would also equal some number or boolean's JSON text."""
+    return body in _NUMBER_WORDS or NUMBER.fullmatch(body) is not None
 
 
 def _compile_check(node: Check) -> Predicate:
@@ -291,7 +306,7 @@ def _required(node: Node, path: tuple[str, ...]) -> frozenset[Scalar] | None:
         value = node.value
         if not isinstance(value, TextValue) or value.wildcard is not Wildcard.EXACT:
             return None
-        if value.body in _NUMBER_WORDS or NUMBER.fullmatch(value.body):
+        if _is_ambiguous(value.body):
             return None  # would also match a number or boolean written that way
         return frozenset({value.body})
     if isinstance(node, Check):

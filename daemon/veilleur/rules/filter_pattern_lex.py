@@ -111,9 +111,7 @@ def tokenize(text: str) -> list[Token]:
                 j += 1
             op = text[i:j]
             if op not in _OPERATORS:
-                raise fail(
-                    text, i, f"unknown operator {quote(op)}: expected one of = != < <= > >="
-                )
+                raise fail(text, i, f"unknown operator {quote(op)}: expected one of = != < <= > >=")
             tokens.append(Token(Kind.OPERATOR, op, i))
             i = j
         elif ch == "$":

@@ -156,7 +156,9 @@ class _Parser:
             )
         self._next()
         if self._peek().kind is Kind.RBRACE:
-            raise self._error(self._peek(), f"empty JSON filter pattern: expected {_CONDITION_HINT}")
+            raise self._error(
+                self._peek(), f"empty JSON filter pattern: expected {_CONDITION_HINT}"
+            )
         node = self._or_expr(0)
         closing = self._peek()
         if closing.kind is Kind.RPAREN:
@@ -240,7 +242,9 @@ class _Parser:
             what = self._next()
             kind = _IS_KINDS.get(what.text.upper()) if what.kind is Kind.WORD else None
             if kind is None:
-                raise self._error(what, f"expected NULL, TRUE or FALSE after IS, found {_describe(what)}")
+                raise self._error(
+                    what, f"expected NULL, TRUE or FALSE after IS, found {_describe(what)}"
+                )
             return Check(selector, kind)
         if keyword == "NOT":
             self._next()
@@ -258,10 +262,13 @@ class _Parser:
         token = self._peek()
         if token.kind is Kind.SELECTOR:
             raise self._error(
-                token, f"comparing a field with another field ({quote(token.text)}) is not supported"
+                token,
+                f"comparing a field with another field ({quote(token.text)}) is not supported",
             )
         if token.kind not in (Kind.STRING, Kind.WORD):
-            raise self._error(token, f"missing value after {quote(op_token.text)}, found {_describe(token)}")
+            raise self._error(
+                token, f"missing value after {quote(op_token.text)}, found {_describe(token)}"
+            )
         self._next()
         if token.kind is Kind.WORD and NUMBER.fullmatch(token.text):
             try:
@@ -271,5 +278,6 @@ class _Parser:
         if op in (Op.EQ, Op.NE):
             return TextValue(token.value, _wildcard(token))
         raise self._error(
-            token, f"{quote(op.value)} compares numbers: expected a number, found {_describe(token)}"
+            token,
+            f"{quote(op.value)} compares numbers: expected a number, found {_describe(token)}",
         )

@@ -71,6 +71,7 @@ class PollResult:
     calls: int = 0
     pages: int = 0
     throttles: int = 0
+    call_errors: int = 0  # failed calls other than throttles
     retries: int = 0
     duplicates: int = 0
     invalid: list[str] = field(default_factory=list)  # reasons, safe to log
@@ -208,12 +209,17 @@ class CloudTrailPoller:
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
                 if code in THROTTLE_CODES:
                     result.throttles += 1
+                else:
+                    result.call_errors += 1
+                if code in THROTTLE_CODES:
+                    pass
                 elif code in PERMANENT_CODES:
                     raise PollError(f"LookupEvents: {code}", permanent=True) from exc
                 elif not (isinstance(status, int) and status >= 500):
                     raise PollError(f"LookupEvents: {code or status}", permanent=False) from exc
                 reason = code or f"HTTP {status}"
             except BotoCoreError as exc:
+                result.call_errors += 1
                 reason = type(exc).__name__
             if attempt == s.page_retries:
                 raise PollError(

@@ -26,6 +26,7 @@ from veilleur.store.types import (
     OutboxStats,
     OutboxStatus,
     StoreCorruptError,
+    StoreError,
     TickCommit,
 )
 
@@ -131,7 +132,15 @@ class SqliteStore:
     # -- the tick --------------------------------------------------------------------------
     def commit_tick(self, tick: TickCommit) -> CommitResult:
         """Write everything a tick produced, atomically. Replaying the same tick is harmless:
-        an outbox row that already exists for (notification_id, sink) is left as it is."""
+        an outbox row that already exists for (notification_id, sink) is left as it is.
+        Any failure, including a value that does not serialise (a blob or an alert that is not
+        JSON, a naive datetime), writes nothing and raises ``StoreError``."""
+        try:
+            return self._write_tick(tick)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"state file {self.path}: tick not written: {exc}") from exc
+
+    def _write_tick(self, tick: TickCommit) -> CommitResult:
         now = _ts(tick.now)
         enqueued = duplicates = 0
         with self._transaction("committing a tick") as c:

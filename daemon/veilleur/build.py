@@ -1,0 +1,121 @@
+"""Wiring: from a validated Config to the objects a Watch needs. No logic of its own."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from veilleur.aws import SessionFactory, Target
+from veilleur.config import Config
+from veilleur.model import Severity
+from veilleur.notify.backoff import RetryPolicy
+from veilleur.notify.storm import StormGate, StormLimits
+from veilleur.observe.metrics import Metrics
+from veilleur.rules.engine import Engine
+from veilleur.service import SinkRoute, Source, Watch
+from veilleur.sinks.eventbridge import EventBridgeSink
+from veilleur.sinks.sns import SnsSink
+from veilleur.sources.cloudtrail import CloudTrailPoller, PollError, PollSettings
+from veilleur.sources.pacing import Pacer
+from veilleur.sources.query_plan import plan_for
+from veilleur.store.sqlite import SqliteStore
+
+STATE_FILE = "veilleur.sqlite3"
+
+
+def state_path(cfg: Config) -> Path:
+    return Path(cfg.model.state_dir) / STATE_FILE
+
+
+def stop_aware_sleep(stop: threading.Event) -> Callable[[float], None]:
+    """A sleep that ends the poll (as an incomplete one) when the daemon is stopping."""
+
+    def sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise PollError("stopping", permanent=False)
+
+    return sleep
+
+
+@dataclass
+class Built:
+    watch: Watch
+    plan_reason: str
+
+
+def build_sources(cfg: Config, factory: SessionFactory, stop: threading.Event) -> list[Source]:
+    m = cfg.model
+    plan = plan_for(cfg.rules)
+    settings = PollSettings(
+        lateness=m.cloudtrail.lateness, max_pages=m.cloudtrail.max_pages_per_poll
+    )
+    sources: list[Source] = []
+    if not m.cloudtrail.enabled:
+        return sources
+    for acct in m.accounts:
+        regions = acct.regions or m.regions
+        account_id = acct.id or factory.account_id(acct.role_arn, regions[0])
+        for region in regions:
+            client = factory.client("cloudtrail", region, acct.role_arn, acct.external_id)
+            pacer = Pacer(
+                m.cloudtrail.max_requests_per_second, time.monotonic, stop_aware_sleep(stop)
+            )
+            target = Target(account_id, region)
+            poller = CloudTrailPoller(client, target, plan, pacer, settings)
+            sources.append(Source(key=f"cloudtrail/{account_id}/{region}", poller=poller))
+    return sources
+
+
+def build_sinks(cfg: Config, factory: SessionFactory) -> dict[str, SinkRoute]:
+    m = cfg.model
+    routes: dict[str, SinkRoute] = {}
+    for s in m.sinks.sns:
+        region = s.topic_arn.split(":")[3]
+        client = factory.client("sns", region)
+        routes[s.name] = SinkRoute(
+            SnsSink(client, s.topic_arn, s.mode, name=s.name), Severity.parse(s.min_severity)
+        )
+    for e in m.sinks.eventbridge:
+        client = factory.client("events", e.region or m.regions[0])
+        routes[e.name] = SinkRoute(
+            EventBridgeSink(client, e.bus, e.source, name=e.name), Severity.parse(e.min_severity)
+        )
+    return routes
+
+
+def build_watch(
+    cfg: Config,
+    store: SqliteStore,
+    metrics: Metrics,
+    factory: SessionFactory,
+    stop: threading.Event,
+) -> Watch:
+    m = cfg.model
+    engine = Engine(cfg.rules, lateness=m.cloudtrail.lateness)
+    gate = StormGate(
+        StormLimits(
+            per_rule=m.notify.max_alerts_per_rule,
+            per_sink=m.notify.max_alerts_per_sink,
+            window=m.notify.rate_window,
+        )
+    )
+    policy = RetryPolicy(
+        base=m.notify.retry_base, cap=m.notify.retry_cap, max_age=m.notify.dead_letter_after
+    )
+    watch = Watch(
+        engine=engine,
+        gate=gate,
+        store=store,
+        sources=build_sources(cfg, factory, stop),
+        sinks=build_sinks(cfg, factory),
+        metrics=metrics,
+        policy=policy,
+        lateness=m.cloudtrail.lateness,
+    )
+    metrics.set_rules_loaded(Counter(r.origin for r in cfg.rules))
+    watch.restore()
+    return watch
