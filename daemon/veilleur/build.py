@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from veilleur.aws import SessionFactory, Target
@@ -16,7 +17,7 @@ from veilleur.notify.backoff import RetryPolicy
 from veilleur.notify.storm import StormGate, StormLimits
 from veilleur.observe.metrics import Metrics
 from veilleur.rules.engine import Engine
-from veilleur.service import SinkRoute, Source, Watch
+from veilleur.service import SinkRoute, Source, Watch, utcnow
 from veilleur.sinks.eventbridge import EventBridgeSink
 from veilleur.sinks.sns import SnsSink
 from veilleur.sources.cloudtrail import CloudTrailPoller, PollError, PollSettings
@@ -41,13 +42,21 @@ def stop_aware_sleep(stop: threading.Event) -> Callable[[float], None]:
     return sleep
 
 
-@dataclass
-class Built:
-    watch: Watch
-    plan_reason: str
+@dataclass(frozen=True)
+class Clocks:
+    """Time as the daemon sees it; tests and the demo inject their own."""
+
+    now: Callable[[], datetime] = utcnow
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] | None = None  # None: a stop-aware real sleep
 
 
-def build_sources(cfg: Config, factory: SessionFactory, stop: threading.Event) -> list[Source]:
+REAL_CLOCKS = Clocks()
+
+
+def build_sources(
+    cfg: Config, factory: SessionFactory, stop: threading.Event, clocks: Clocks = REAL_CLOCKS
+) -> list[Source]:
     m = cfg.model
     plan = plan_for(cfg.rules)
     settings = PollSettings(
@@ -93,6 +102,7 @@ def build_watch(
     metrics: Metrics,
     factory: SessionFactory,
     stop: threading.Event,
+    clocks: Clocks = REAL_CLOCKS,
 ) -> Watch:
     m = cfg.model
     engine = Engine(cfg.rules, lateness=m.cloudtrail.lateness)
@@ -110,11 +120,12 @@ def build_watch(
         engine=engine,
         gate=gate,
         store=store,
-        sources=build_sources(cfg, factory, stop),
+        sources=build_sources(cfg, factory, stop, clocks),
         sinks=build_sinks(cfg, factory),
         metrics=metrics,
         policy=policy,
         lateness=m.cloudtrail.lateness,
+        clock=clocks.now,
     )
     metrics.set_rules_loaded(Counter(r.origin for r in cfg.rules))
     watch.restore()

@@ -195,6 +195,17 @@ def load_config(path: Path | None) -> Config:
             raise ConfigError([f"{origin}: cannot read: {exc.strerror or exc}"]) from exc
         except yaml.YAMLError as exc:
             raise ConfigError([f"{origin}: not valid YAML: {exc}"]) from exc
-    model = parse_config(data, origin)
-    rules = load_rules(model.rules, base_dir=path.parent if path else None)
+    base = path.parent if path else None
+    try:
+        model = parse_config(data, origin)
+    except ConfigError as exc:
+        # Report the rule files' problems too, so that one run lists every error.
+        sources = data.get("rules") if isinstance(data, dict) else None
+        if isinstance(sources, list) and all(isinstance(x, str) for x in sources):
+            try:
+                load_rules(sources, base_dir=base)
+            except ConfigError as rule_exc:
+                raise ConfigError(exc.messages + rule_exc.messages) from exc
+        raise
+    rules = load_rules(model.rules, base_dir=base)
     return Config(model=model, rules=tuple(rules), path=path)

@@ -9,7 +9,9 @@
 - ``sns_topic_to_queue`` / ``bus_rule_to_queue`` (function): factories creating a topic with
   an SQS queue subscribed, and an event bus with a rule whose target is an SQS queue.
 - ``receive_until`` (function): ``receive_until(queue_url, n, deadline=10.0)`` polls SQS
-  until ``n`` messages arrived or ``deadline`` seconds passed; returns the bodies.
+  until ``n`` messages arrived or ``deadline`` seconds passed; returns the SQS messages.
+- ``sns_sent`` (function): ``sns_sent(topic_arn)`` -> what moto's SNS received for a topic
+  (the whole json-structured message, which SQS subscribers see only one key of).
 
 Every test in this folder is marked ``integration``.
 """

@@ -187,7 +187,9 @@ def test_severity_routing_sends_each_alert_to_its_topic_only(
 
     assert [r.outcome for r in results] == [Outcome.DELIVERED, Outcome.DELIVERED]
     mail_docs = [json.loads(e["Message"]) for e in envelope_docs(receive_until(mail.queue_url, 1))]
-    pager_docs = [json.loads(e["Message"]) for e in envelope_docs(receive_until(pager.queue_url, 1))]
+    pager_docs = [
+        json.loads(e["Message"]) for e in envelope_docs(receive_until(pager.queue_url, 1))
+    ]
     assert [d["notification_id"] for d in mail_docs] == [low.notification_id]
     assert [d["notification_id"] for d in pager_docs] == [critical.notification_id]
     assert pager_only.accepts(critical)

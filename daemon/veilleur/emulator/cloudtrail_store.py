@@ -172,7 +172,10 @@ class EventStore:
             return False
         ids.add(event.event_id)
         events = self._events.setdefault(event.scope, [])
-        bisect.insort(events, event, key=lambda e: e.sort_key)
+        if not events or events[-1].sort_key <= event.sort_key:
+            events.append(event)  # the usual case: records arrive in time order
+        else:
+            bisect.insort(events, event, key=lambda e: e.sort_key)
         return True
 
     def clear(self) -> None:

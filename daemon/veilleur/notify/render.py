@@ -135,11 +135,11 @@ def _window(alert: Alert) -> str | None:
 def _states(alert: Alert) -> tuple[str, str]:
     old = alert.details.get("old_state")
     new = alert.details.get("new_state")
-    return (str(old) if old is not None else "?", str(new) if new is not None else "?")
+    return (str(old) if old not in (None, "") else "?", str(new) if new not in (None, "") else "?")
 
 
 def _counter(alert: Alert, ascii_only: bool) -> str:
-    """The short middle part: "(6 in 5m)", "OK -> ALARM", "(+312 suppressed in 5m)"."""
+    """The short middle part: "(6 in 5m)", "(OK -> ALARM)", "(+312 suppressed in 5m)"."""
     if alert.kind is AlertKind.ALARM:
         old, new = _states(alert)
         old_s = sanitize(old, 20, ascii_only=ascii_only)

@@ -187,7 +187,7 @@ def _one_of(steps: tuple[Step, ...], names: frozenset[str]) -> Predicate:
 
     def one_of(record: Any) -> bool:
         value = get(record)
-        return type(value) is str and value in names
+        return isinstance(value, str) and value in names
 
     return one_of
 

@@ -1,0 +1,142 @@
+"""Config and rule files: every error at once, with its path and the offending value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from veilleur.config import load_config, parse_config
+from veilleur.rules.loader import load_rules, parse_rules
+from veilleur.validation import ConfigError
+
+GOOD_RULE = """
+- id: console-failures
+  title: Failed sign-ins
+  severity: high
+  filter_pattern: '{ ($.eventName = ConsoleLogin) && ($.errorMessage = "Failed authentication") }'
+  threshold: {count: 5, within: 5m, group_by: [sourceIPAddress]}
+  realert: 30m
+"""
+
+
+def errors_of(fn, *args) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        fn(*args)
+    return info.value.messages
+
+
+def test_a_good_rule_file_compiles() -> None:
+    (rule,) = parse_rules(GOOD_RULE, "r.yaml")
+    assert rule.id == "console-failures"
+    assert rule.threshold is not None
+    assert rule.threshold.count == 5
+    assert rule.threshold.within.total_seconds() == 300
+    assert rule.realert is not None
+    assert rule.realert.total_seconds() == 1800
+    assert rule.matcher.required_values(("eventName",)) == frozenset({"ConsoleLogin"})
+
+
+def test_every_rule_error_is_reported_with_its_path() -> None:
+    text = """
+rules:
+  - id: Bad_Id
+    title: x
+    severity: urgent
+    match: {eventName: [A]}
+  - id: two-matchers
+    title: x
+    severity: low
+    match: {eventName: [A]}
+    filter_pattern: '{ $.a = 1 }'
+  - id: bad-duration
+    title: x
+    severity: low
+    match: {eventName: [A]}
+    threshold: {count: 5, within: 5 minutes}
+  - id: bad-pattern
+    title: x
+    severity: low
+    match: {errorCode: [{prefix: 5}]}
+  - id: bad-filter
+    title: x
+    severity: low
+    filter_pattern: '{ ($.a = 1 }'
+  - id: unknown-field
+    title: x
+    severity: low
+    match: {eventName: [A]}
+    treshold: {count: 1}
+"""
+    msgs = errors_of(parse_rules, text, "f.yaml")
+    joined = "\n".join(msgs)
+    assert "rules[0] (Bad_Id).id: invalid rule id" in joined
+    assert "rules[0] (Bad_Id).severity" in joined and "urgent" in joined
+    assert "rules[1] (two-matchers): exactly one of `match` or `filter_pattern`" in joined
+    assert 'rules[2] (bad-duration).threshold.within: invalid duration "5 minutes"' in joined
+    assert "rules[3] (bad-pattern).match.errorCode[0].prefix" in joined
+    assert "rules[4] (bad-filter).filter_pattern:" in joined
+    assert "rules[5] (unknown-field).treshold: unknown field" in joined
+    assert all(m.startswith("f.yaml: ") for m in msgs)
+
+
+def test_yaml_syntax_error_and_wrong_shape() -> None:
+    assert "not valid YAML" in errors_of(parse_rules, "rules: [", "x.yaml")[0]
+    assert "expected a list of rules" in errors_of(parse_rules, "a: 1", "x.yaml")[0]
+
+
+def test_duplicate_ids_across_files_and_unknown_pack(tmp_path: Path) -> None:
+    a = tmp_path / "a.yaml"
+    a.write_text(GOOD_RULE)
+    b = tmp_path / "b.yaml"
+    b.write_text(GOOD_RULE)
+    msgs = errors_of(load_rules, [str(a), str(b), "builtin:nope", str(tmp_path / "missing.yaml")])
+    joined = "\n".join(msgs)
+    assert "duplicate rule id 'console-failures'" in joined
+    assert 'unknown built-in pack "builtin:nope"' in joined
+    assert "missing.yaml: cannot read rule file" in joined
+
+
+def test_builtin_packs_load_with_the_cis_ids() -> None:
+    rules = load_rules(["builtin:cis", "builtin:essentials"])
+    cis = {r.id for r in rules if r.origin == "builtin:cis"}
+    assert len(cis) == 15
+    assert {"cis-root-usage", "cis-console-auth-failures", "cis-organizations-changes"} <= cis
+    assert all(r.metadata.get("control") for r in rules if r.origin == "builtin:cis")
+    assert all(r.tests for r in rules), "every built-in rule carries test cases"
+
+
+def test_config_errors_all_at_once_with_paths() -> None:
+    data = {
+        "regions": ["us-east-1", "mars-north-1"],
+        "cloudtrail": {"poll_interval": "soon", "max_requests_per_second": 5},
+        "sinks": {"sns": [{"name": "a", "topic_arn": "not-an-arn"}]},
+        "accounts": [{"id": "12345"}],
+        "metrics": {"listen": "nowhere"},
+        "bogus": 1,
+    }
+    msgs = errors_of(parse_config, data, "c.yaml")
+    joined = "\n".join(msgs)
+    assert "c.yaml: regions: not an AWS region: 'mars-north-1'" in joined
+    assert 'c.yaml: cloudtrail.poll_interval: invalid duration "soon"' in joined
+    assert "c.yaml: cloudtrail.max_requests_per_second" in joined
+    assert "c.yaml: sinks.sns[0].topic_arn: not an SNS topic ARN" in joined
+    assert "c.yaml: accounts[0].id: account id must be 12 digits" in joined
+    assert "c.yaml: metrics.listen: expected HOST:PORT" in joined
+    assert "c.yaml: bogus: unknown field" in joined
+
+
+def test_config_defaults_and_rule_paths_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text(GOOD_RULE)
+    cfg_file = tmp_path / "veilleur.yaml"
+    cfg_file.write_text("rules: [builtin:cis, mine.yaml]\nstate_dir: /tmp/x\n")
+    cfg = load_config(cfg_file)
+    assert cfg.model.cloudtrail.lateness.total_seconds() == 900
+    assert cfg.model.cloudtrail.poll_interval.total_seconds() == 30
+    assert len(cfg.rules) == 16
+
+
+def test_example_config_in_repo_is_valid() -> None:
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "config" / "veilleur.example.yaml")
+    assert cfg.rules
