@@ -387,6 +387,20 @@ def alert_json(alert: Alert, max_bytes: int = ALERT_JSON_MAX_BYTES) -> str:
     return _dumps(_minimal(full))
 
 
+def subscriber_json(alert: Alert, max_bytes: int = ALERT_JSON_MAX_BYTES) -> str:
+    """What SNS's SQS, Lambda and HTTP(S) subscribers get: the alert document plus
+    ``"texts": {"subject", "sms", "email"}``, the rendered texts (SNS shows each protocol
+    only its own key, so a consumer forwarding to chat or a test can read them here).
+    The e-mail text is left out when it does not fit in ``max_bytes`` with the document."""
+    texts = {"subject": subject(alert), "sms": sms_text(alert), "email": email_text(alert)}
+    for names in (("subject", "sms", "email"), ("subject", "sms")):
+        tail = ',"texts":' + _dumps({name: texts[name] for name in names}) + "}"
+        room = max_bytes - len(tail)
+        if room >= ALERT_JSON_MIN_BYTES:
+            return alert_json(alert, room)[:-1] + tail
+    return alert_json(alert, max_bytes)
+
+
 def message_attributes(alert: Alert) -> dict[str, str]:
     """SNS message attributes for subscription filter policies (name -> String value).
     Absent values are left out (SNS rejects empty attribute values)."""

@@ -8,7 +8,8 @@ with no default topic takes only the severities it routes (:meth:`SnsSink.accept
 another alert anyway, it answers PERMANENT rather than pretending to have delivered it.
 
 Modes. ``json`` (default): ``MessageStructure=json`` with the full text for e-mail, the short
-text for SMS and the alert JSON for SQS, Lambda, HTTP(S) and everything else (``default``).
+text for SMS and, for SQS, Lambda, HTTP(S) and everything else (``default``), the alert JSON
+plus ``"texts"`` (subject, sms, e-mail as rendered: see ``render.subscriber_json``).
 SNS delivers no message attributes with such messages, so ``attributes`` mode sends one
 text (the e-mail text) plus String attributes (severity, rule, kind, notification_id,
 account, region, and state for alarms) for subscription filter policies.
@@ -66,11 +67,11 @@ def _attributes(alert: Alert) -> dict[str, dict[str, str]]:
 
 
 def _json_message(alert: Alert) -> str:
-    """The per-protocol document, the alert JSON shrunk until the whole fits in 256 KB."""
+    """The per-protocol document, the subscriber JSON shrunk until the whole fits in 256 KB."""
     email, sms = render.email_text(alert), render.sms_text(alert)
     budget = render.ALERT_JSON_MAX_BYTES
     while True:
-        doc = render.alert_json(alert, budget)
+        doc = render.subscriber_json(alert, budget)
         message = json.dumps(
             {"email": email, "sms": sms} | dict.fromkeys(_JSON_PROTOCOLS, doc),
             ensure_ascii=False,
