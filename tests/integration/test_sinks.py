@@ -109,8 +109,14 @@ def test_json_mode_delivers_alert_document_to_sqs_with_email_and_sms_texts(
     assert envelope["Subject"] == render.subject(alert)
     doc = json.loads(envelope["Message"])
     assert doc["notification_id"] == alert.notification_id
-    assert doc == json.loads(render.alert_json(alert))
+    assert doc == json.loads(render.subscriber_json(alert))
     assert Alert.from_dict(doc) == alert
+    assert doc["texts"] == {
+        "subject": render.subject(alert),
+        "sms": render.sms_text(alert),
+        "email": render.email_text(alert),
+    }
+    assert len(doc["texts"]["sms"].encode("utf-8")) <= 140
     # The e-mail and SMS texts travel in the same publish; SQS only shows its own key.
     [sent] = sns_sent(tq.topic_arn)
     structure = json.loads(sent.message)

@@ -298,6 +298,26 @@ def test_minimal_document_fits_even_with_long_identity_fields() -> None:
     assert json.loads(text)["notification_id"] == NID
 
 
+def test_subscriber_json_is_the_document_plus_the_rendered_texts() -> None:
+    a = alert()
+    doc = json.loads(render.subscriber_json(a))
+    assert doc.pop("texts") == {
+        "subject": render.subject(a),
+        "sms": render.sms_text(a),
+        "email": render.email_text(a),
+    }
+    assert doc == a.to_dict()
+
+
+def test_subscriber_json_drops_the_email_text_before_the_document_when_tight() -> None:
+    a = alert(description="d" * 2000, distinct={"k": tuple("v" * 900 + str(i) for i in range(50))})
+    text = render.subscriber_json(a, 6000)
+    assert len(text.encode("utf-8")) <= 6000
+    doc = json.loads(text)
+    assert set(doc["texts"]) == {"subject", "sms"}
+    assert doc["notification_id"] == NID
+
+
 # -- attributes -------------------------------------------------------------------------------
 
 
