@@ -71,7 +71,9 @@ def build_sources(
         for region in regions:
             client = factory.client("cloudtrail", region, acct.role_arn, acct.external_id)
             pacer = Pacer(
-                m.cloudtrail.max_requests_per_second, time.monotonic, stop_aware_sleep(stop)
+                m.cloudtrail.max_requests_per_second,
+                clocks.monotonic,
+                clocks.sleep or stop_aware_sleep(stop),
             )
             target = Target(account_id, region)
             poller = CloudTrailPoller(client, target, plan, pacer, settings)

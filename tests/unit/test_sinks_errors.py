@@ -271,12 +271,19 @@ def test_sns_huge_alert_message_stays_under_256_kb() -> None:
 def test_sns_render_failure_is_permanent_for_that_alert_only() -> None:
     client = mock.Mock()
     client.publish_batch.side_effect = sns_ok
-    bad = alert(2, details={"x": object()})
-    with mock.patch.object(
-        render, "email_text", side_effect=[render.email_text(alert(1)), ValueError("x")]
-    ):
-        results = SnsSink(client, TOPIC).deliver([alert(1), bad])
-    assert [r.outcome for r in results] == [Outcome.DELIVERED, Outcome.PERMANENT]
+    real = render.email_text
+
+    def email_text(a: Alert) -> str:
+        if a.notification_id == "nid-2":
+            raise ValueError("cannot render")
+        return real(a)
+
+    with mock.patch.object(render, "email_text", side_effect=email_text):
+        results = SnsSink(client, TOPIC).deliver([alert(1), alert(2), alert(3)])
+    assert [r.outcome for r in results] == [Outcome.DELIVERED, Outcome.PERMANENT, Outcome.DELIVERED]
+    assert "render failed: ValueError" in (results[1].error or "")
+    [call] = client.publish_batch.call_args_list
+    assert len(call.kwargs["PublishBatchRequestEntries"]) == 2
 
 
 # -- EventBridge sink ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from veilleur.alerts import Alert, AlertKind, fingerprint, notification_id
+from veilleur.durations import format_duration
 from veilleur.model import MISSING, TrailEvent, lookup
 from veilleur.rules import threshold
 from veilleur.rules.spec import Rule
@@ -201,9 +202,11 @@ class Engine:
             distinct = firing.distinct
             count, first, last = firing.count, _dt(firing.first), _dt(firing.last)
             samples = firing.sample_ids
-            details = (
-                {"suppressed_before": firing.suppressed_before} if firing.suppressed_before else {}
-            )
+            details = {}
+            if firing.suppressed_before:
+                details["suppressed_before"] = firing.suppressed_before
+            if rule.threshold:
+                details["window"] = format_duration(rule.threshold.within)
         return Alert(
             rule_id=rule.id,
             title=rule.title,

@@ -1,0 +1,127 @@
+"""Faults on every side: LookupEvents throttling, 5xx and resets; SNS and EventBridge down.
+Nothing is lost, nothing is sent twice with another id, and the metrics show the backlog."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.integration.pipeline_kit import (
+    FakeClock,
+    FlakyProxy,
+    failed_login,
+    noise,
+    open_pipeline,
+    start_time,
+    write_config,
+)
+from veilleur.emulator import CloudTrailEmulator
+from veilleur.emulator.cloudtrail_control import Fault, FaultKind
+
+RULE = "console-login-failures-per-ip"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(start_time())
+
+
+@pytest.fixture
+def emulator(clock: FakeClock, monkeypatch: pytest.MonkeyPatch, moto_url: str) -> Iterator[CloudTrailEmulator]:
+    with CloudTrailEmulator(clock=clock.time) as emu:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDTRAIL", emu.url)
+        yield emu
+
+
+def sns_docs(msgs: list[dict]) -> list[dict]:
+    return [json.loads(json.loads(m["Body"])["Message"]) for m in msgs]
+
+
+def test_lookup_faults_are_retried_and_nothing_is_lost(
+    tmp_path: Path, clock, emulator, sns_topic_to_queue, bus_rule_to_queue, receive_until
+) -> None:
+    topic = sns_topic_to_queue("t")
+    bus = bus_rule_to_queue("b")
+    p = open_pipeline(write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock)
+    t0 = clock.now()
+    emulator.add_events([noise(t0 + timedelta(seconds=i), i) for i in range(180)], delay=30)
+    emulator.add_events([failed_login(t0 + timedelta(seconds=20 * i), i) for i in range(5)], delay=60)
+    emulator.inject_fault(Fault(FaultKind.THROTTLE, count=4))
+    emulator.inject_fault(Fault(FaultKind.INTERNAL_ERROR, count=2))
+    emulator.inject_fault(Fault(FaultKind.RESET, count=2))
+    emulator.inject_fault(Fault(FaultKind.SERVICE_UNAVAILABLE, count=2))
+    reports = p.run_for(6 * 60)
+    docs = [d for d in sns_docs(receive_until(topic.queue_url, 5, deadline=5)) if d["rule_id"] == RULE]
+    assert len(docs) == 1 and docs[0]["count"] == 5
+    assert any(r.complete for r in reports)
+    throttles = p.metrics.value("veilleur_aws_throttles_total", operation="LookupEvents",
+                                account="123456789012", region="us-east-1")
+    assert throttles and throttles >= 1
+    assert emulator.stats().faults_pending == ()
+    p.store.close()
+
+
+def test_a_poll_that_gives_up_does_not_move_the_watermark(
+    tmp_path: Path, clock, emulator, sns_topic_to_queue, bus_rule_to_queue, receive_until
+) -> None:
+    topic = sns_topic_to_queue("t")
+    bus = bus_rule_to_queue("b")
+    p = open_pipeline(write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock)
+    t0 = clock.now()
+    emulator.add_events([failed_login(t0 + timedelta(seconds=i), i) for i in range(5)], delay=10)
+    clock.advance(60)
+    emulator.inject_fault(Fault(FaultKind.INTERNAL_ERROR, count=50))  # more than one poll retries
+    (report,) = p.tick()
+    assert not report.complete and report.error
+    source = p.watch.sources[0]
+    assert source.state.watermark is None  # never advanced past an unread window
+    assert p.metrics.value("veilleur_poll_behind_total", source="cloudtrail",
+                           account="123456789012", region="us-east-1") == 1
+    emulator.reset(events=False, stats=False)  # the faults go away
+    p.run_for(60)
+    docs = [d for d in sns_docs(receive_until(topic.queue_url, 5, deadline=5)) if d["rule_id"] == RULE]
+    assert len(docs) == 1
+    p.store.close()
+
+
+def test_sinks_down_then_back_deliver_the_backlog_once(
+    tmp_path: Path, clock, emulator, moto_url, monkeypatch, sns_topic_to_queue, bus_rule_to_queue,
+    receive_until,
+) -> None:
+    topic = sns_topic_to_queue("t")
+    bus = bus_rule_to_queue("b")
+    u = urlparse(moto_url)
+    proxy = FlakyProxy(u.hostname or "127.0.0.1", u.port or 80)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SNS", proxy.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", proxy.url)
+    proxy.up = False
+    p = open_pipeline(write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock)
+    t0 = clock.now()
+    for burst in range(3):
+        emulator.add_events([failed_login(t0 + timedelta(seconds=10 * i + 100 * burst), i,
+                                          ip=f"192.0.2.{burst}") for i in range(5)], delay=30)
+    p.run_for(10 * 60)
+    assert receive_until(topic.queue_url, 1, deadline=0.5) == []
+    depth = p.metrics.value("veilleur_outbox_depth", sink="security-topic")
+    age = p.metrics.value("veilleur_outbox_oldest_age_seconds", sink="security-topic")
+    assert depth and depth >= 3
+    assert age and age > 60
+    assert p.metrics.value("veilleur_notifications_total", sink="security-topic",
+                           outcome="retryable")
+    proxy.up = True
+    p.run_for(3 * 60)
+    docs = [d for d in sns_docs(receive_until(topic.queue_url, 20, deadline=5)) if d["rule_id"] == RULE]
+    assert sorted(d["group"]["sourceIPAddress"] for d in docs) == ["192.0.2.0", "192.0.2.1", "192.0.2.2"]
+    events = [json.loads(m["Body"]) for m in receive_until(bus.queue_url, 20, deadline=5)]
+    assert sorted(e["detail"]["notification_id"] for e in events if e["detail"]["rule_id"] == RULE) == sorted(
+        d["notification_id"] for d in docs
+    )
+    assert p.metrics.value("veilleur_outbox_depth", sink="security-topic") == 0
+    proxy.close()
+    p.store.close()
