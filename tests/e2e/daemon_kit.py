@@ -26,8 +26,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(tmp: Path, *, topic_arn: str, bus: str, port: int, rules: list[str],
-                 **extra: Any) -> Path:
+def write_config(
+    tmp: Path, *, topic_arn: str, bus: str, port: int, rules: list[str], **extra: Any
+) -> Path:
     data: dict[str, Any] = {
         "rules": rules,
         "state_dir": str(tmp / "state"),
@@ -60,7 +61,8 @@ class Daemon:
         self.proc = subprocess.Popen(
             [*VEILLEUR, "run", "-c", str(self.config)],
             env={**os.environ, **self.env, **(extra_env or {})},
-            stdout=fh, stderr=subprocess.STDOUT,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
         )
         return self
 
@@ -99,7 +101,9 @@ class Daemon:
         return [x for x in self.lines() if x.get("event") == name]
 
 
-def wait_for(what: str, check: Callable[[], Any], deadline: float = 30.0, every: float = 0.1) -> Any:
+def wait_for(
+    what: str, check: Callable[[], Any], deadline: float = 30.0, every: float = 0.1
+) -> Any:
     end = time.monotonic() + deadline
     while True:
         value = check()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
@@ -29,13 +30,23 @@ def emulator() -> Iterator[CloudTrailEmulator]:
 
 
 @pytest.fixture
-def world(tmp_path: Path, moto_url: str, emulator: CloudTrailEmulator, sns_topic_to_queue,
-          bus_rule_to_queue):
+def world(
+    tmp_path: Path,
+    moto_url: str,
+    emulator: CloudTrailEmulator,
+    sns_topic_to_queue,
+    bus_rule_to_queue,
+):
     topic = sns_topic_to_queue("veilleur-alerts")
     bus = bus_rule_to_queue("veilleur")
     port = free_port()
-    cfg = write_config(tmp_path, topic_arn=topic.topic_arn, bus=bus.bus_name, port=port,
-                       rules=["builtin:essentials"])
+    cfg = write_config(
+        tmp_path,
+        topic_arn=topic.topic_arn,
+        bus=bus.bus_name,
+        port=port,
+        rules=["builtin:essentials"],
+    )
     env = {
         "AWS_ENDPOINT_URL": moto_url,
         "AWS_ENDPOINT_URL_CLOUDTRAIL": emulator.url,
@@ -44,8 +55,7 @@ def world(tmp_path: Path, moto_url: str, emulator: CloudTrailEmulator, sns_topic
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     daemon = Daemon(cfg, env, tmp_path / "daemon.log")
-    yield {"topic": topic, "bus": bus, "port": port, "cfg": cfg, "daemon": daemon,
-           "tmp": tmp_path}
+    yield {"topic": topic, "bus": bus, "port": port, "cfg": cfg, "daemon": daemon, "tmp": tmp_path}
     daemon.stop()
 
 
@@ -68,7 +78,10 @@ def test_lifecycle_ready_alert_reload_stop(world, emulator, receive_until, tmp_p
     now = datetime.now(tz=UTC) - timedelta(minutes=3)
     emulator.add_events([failed_login(now + timedelta(seconds=20 * i), i) for i in range(6)])
     msgs = receive_until(world["topic"].queue_url, 1, deadline=30)
-    assert [d["rule_id"] for d in sns_docs(msgs)][:1] in ([RULE], ["console-login-failures-per-user"])
+    assert [d["rule_id"] for d in sns_docs(msgs)][:1] in (
+        [RULE],
+        ["console-login-failures-per-user"],
+    )
     assert wait_for("ready", lambda: http_get(base + "/readyz")[0] == 200)
 
     # A bad reload keeps the running configuration and says why.
@@ -89,23 +102,31 @@ def test_lifecycle_ready_alert_reload_stop(world, emulator, receive_until, tmp_p
     assert daemon.wait(30) == 0
     assert wait_for("STOPPING", lambda: notify.receive().get("STOPPING") == "1", deadline=5)
     text = (tmp_path / "daemon.log").read_text()
-    assert "testing\"" not in text, "credentials must never be logged"
+    assert 'testing"' not in text, "credentials must never be logged"
 
 
 def expected_ids(records: list[dict]) -> set[str]:
-    events = sorted((TrailEvent.from_record(r) for r in records), key=lambda e: (e.event_time, e.event_id))
+    events = sorted(
+        (TrailEvent.from_record(r) for r in records), key=lambda e: (e.event_time, e.event_id)
+    )
     engine = Engine(load_rules(["builtin:essentials"]))
     return {a.notification_id for a in engine.process(events, events[-1].event_time)}
 
 
-def test_kill9_at_any_moment_loses_nothing_and_never_changes_ids(world, emulator, aws_client) -> None:
+def test_kill9_at_any_moment_loses_nothing_and_never_changes_ids(
+    world, emulator, aws_client
+) -> None:
     rng = random.Random(1234)
     start = datetime.now(tz=UTC) - timedelta(minutes=10)
     records = [noise(start + timedelta(seconds=2 * i), i) for i in range(240)]
     for burst in range(8):  # 8 bursts from 8 IPs: 8 per-IP alerts (+ per-user ones)
         t = start + timedelta(seconds=60 * burst)
-        records += [failed_login(t + timedelta(seconds=5 * i), i, ip=f"203.0.113.{burst}",
-                                 user=f"user{burst}") for i in range(5)]
+        records += [
+            failed_login(
+                t + timedelta(seconds=5 * i), i, ip=f"203.0.113.{burst}", user=f"user{burst}"
+            )
+            for i in range(5)
+        ]
     emulator.add_events(records)
     expected = expected_ids(records)
     assert len(expected) >= 8
@@ -115,10 +136,8 @@ def test_kill9_at_any_moment_loses_nothing_and_never_changes_ids(world, emulator
         wait_for("process up", lambda: daemon.proc.poll() is None)
         # Kill somewhere between start-up and the middle of the (paced, ~3 s) first poll.
         delay = rng.uniform(0.3, 4.0)
-        try:
+        with contextlib.suppress(Exception):
             daemon.wait(timeout=delay)
-        except Exception:
-            pass
         daemon.kill9()
     daemon.start()
 
@@ -126,8 +145,9 @@ def test_kill9_at_any_moment_loses_nothing_and_never_changes_ids(world, emulator
     received: list[str] = []
 
     def all_in() -> bool:
-        resp = sqs.receive_message(QueueUrl=world["topic"].queue_url, MaxNumberOfMessages=10,
-                                   WaitTimeSeconds=1)
+        resp = sqs.receive_message(
+            QueueUrl=world["topic"].queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
         for m in resp.get("Messages", []):
             received.append(json.loads(json.loads(m["Body"])["Message"])["notification_id"])
             sqs.delete_message(QueueUrl=world["topic"].queue_url, ReceiptHandle=m["ReceiptHandle"])

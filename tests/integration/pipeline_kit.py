@@ -6,6 +6,7 @@ the same ``FakeClock``; a paced request advances it. Tests are exact and never s
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -66,8 +67,12 @@ def failed_login(t: datetime, n: int, ip: str = "203.0.113.66", user: str = "ali
         "recipientAccountId": ACCOUNT,
         "sourceIPAddress": ip,
         "userAgent": "Mozilla/5.0 <script>alert(1)</script>\x1b[31m",
-        "userIdentity": {"type": "IAMUser", "userName": user, "accountId": ACCOUNT,
-                         "arn": f"arn:aws:iam::{ACCOUNT}:user/{user}"},
+        "userIdentity": {
+            "type": "IAMUser",
+            "userName": user,
+            "accountId": ACCOUNT,
+            "arn": f"arn:aws:iam::{ACCOUNT}:user/{user}",
+        },
         "errorMessage": "Failed authentication",
         "responseElements": {"ConsoleLogin": "Failure"},
         "additionalEventData": {"MFAUsed": "No", "LoginTo": "https://console.aws.amazon.com/"},
@@ -86,7 +91,10 @@ def noise(t: datetime, n: int) -> dict:
         "awsRegion": REGION,
         "recipientAccountId": ACCOUNT,
         "sourceIPAddress": "198.51.100.7",
-        "userIdentity": {"type": "AssumedRole", "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/ops/bob"},
+        "userIdentity": {
+            "type": "AssumedRole",
+            "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/ops/bob",
+        },
         "readOnly": True,
         "managementEvent": True,
     }
@@ -114,8 +122,9 @@ class Pipeline:
         return reports
 
 
-def write_config(tmp: Path, topic_arn: str, bus: str, rules: list[str],
-                 extra: Mapping[str, Any] | None = None) -> Path:
+def write_config(
+    tmp: Path, topic_arn: str, bus: str, rules: list[str], extra: Mapping[str, Any] | None = None
+) -> Path:
     data: dict[str, Any] = {
         "rules": rules,
         "state_dir": str(tmp / "state"),
@@ -207,10 +216,8 @@ class FlakyProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.close()
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self._stop = True

@@ -32,7 +32,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def emulator(clock: FakeClock, monkeypatch: pytest.MonkeyPatch, moto_url: str) -> Iterator[CloudTrailEmulator]:
+def emulator(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, moto_url: str
+) -> Iterator[CloudTrailEmulator]:
     with CloudTrailEmulator(clock=clock.time) as emu:
         monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
         monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDTRAIL", emu.url)
@@ -48,20 +50,30 @@ def test_lookup_faults_are_retried_and_nothing_is_lost(
 ) -> None:
     topic = sns_topic_to_queue("t")
     bus = bus_rule_to_queue("b")
-    p = open_pipeline(write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock)
+    p = open_pipeline(
+        write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock
+    )
     t0 = clock.now()
     emulator.add_events([noise(t0 + timedelta(seconds=i), i) for i in range(180)], delay=30)
-    emulator.add_events([failed_login(t0 + timedelta(seconds=20 * i), i) for i in range(5)], delay=60)
+    emulator.add_events(
+        [failed_login(t0 + timedelta(seconds=20 * i), i) for i in range(5)], delay=60
+    )
     emulator.inject_fault(Fault(FaultKind.THROTTLE, count=4))
     emulator.inject_fault(Fault(FaultKind.INTERNAL_ERROR, count=2))
     emulator.inject_fault(Fault(FaultKind.RESET, count=2))
     emulator.inject_fault(Fault(FaultKind.SERVICE_UNAVAILABLE, count=2))
     reports = p.run_for(6 * 60)
-    docs = [d for d in sns_docs(receive_until(topic.queue_url, 5, deadline=5)) if d["rule_id"] == RULE]
+    docs = [
+        d for d in sns_docs(receive_until(topic.queue_url, 5, deadline=5)) if d["rule_id"] == RULE
+    ]
     assert len(docs) == 1 and docs[0]["count"] == 5
     assert any(r.complete for r in reports)
-    throttles = p.metrics.value("veilleur_aws_throttles_total", operation="LookupEvents",
-                                account="123456789012", region="us-east-1")
+    throttles = p.metrics.value(
+        "veilleur_aws_throttles_total",
+        operation="LookupEvents",
+        account="123456789012",
+        region="us-east-1",
+    )
     assert throttles and throttles >= 1
     assert emulator.stats().faults_pending == ()
     p.store.close()
@@ -72,7 +84,9 @@ def test_a_poll_that_gives_up_does_not_move_the_watermark(
 ) -> None:
     topic = sns_topic_to_queue("t")
     bus = bus_rule_to_queue("b")
-    p = open_pipeline(write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock)
+    p = open_pipeline(
+        write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock
+    )
     t0 = clock.now()
     emulator.add_events([failed_login(t0 + timedelta(seconds=i), i) for i in range(5)], delay=10)
     clock.advance(60)
@@ -81,17 +95,32 @@ def test_a_poll_that_gives_up_does_not_move_the_watermark(
     assert not report.complete and report.error
     source = p.watch.sources[0]
     assert source.state.watermark is None  # never advanced past an unread window
-    assert p.metrics.value("veilleur_poll_behind_total", source="cloudtrail",
-                           account="123456789012", region="us-east-1") == 1
+    assert (
+        p.metrics.value(
+            "veilleur_poll_behind_total",
+            source="cloudtrail",
+            account="123456789012",
+            region="us-east-1",
+        )
+        == 1
+    )
     emulator.reset(events=False, stats=False)  # the faults go away
     p.run_for(60)
-    docs = [d for d in sns_docs(receive_until(topic.queue_url, 5, deadline=5)) if d["rule_id"] == RULE]
+    docs = [
+        d for d in sns_docs(receive_until(topic.queue_url, 5, deadline=5)) if d["rule_id"] == RULE
+    ]
     assert len(docs) == 1
     p.store.close()
 
 
 def test_sinks_down_then_back_deliver_the_backlog_once(
-    tmp_path: Path, clock, emulator, moto_url, monkeypatch, sns_topic_to_queue, bus_rule_to_queue,
+    tmp_path: Path,
+    clock,
+    emulator,
+    moto_url,
+    monkeypatch,
+    sns_topic_to_queue,
+    bus_rule_to_queue,
     receive_until,
 ) -> None:
     topic = sns_topic_to_queue("t")
@@ -101,27 +130,41 @@ def test_sinks_down_then_back_deliver_the_backlog_once(
     monkeypatch.setenv("AWS_ENDPOINT_URL_SNS", proxy.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", proxy.url)
     proxy.up = False
-    p = open_pipeline(write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock)
+    p = open_pipeline(
+        write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock
+    )
     t0 = clock.now()
     for burst in range(3):
-        emulator.add_events([failed_login(t0 + timedelta(seconds=10 * i + 100 * burst), i,
-                                          ip=f"192.0.2.{burst}") for i in range(5)], delay=30)
+        emulator.add_events(
+            [
+                failed_login(t0 + timedelta(seconds=10 * i + 100 * burst), i, ip=f"192.0.2.{burst}")
+                for i in range(5)
+            ],
+            delay=30,
+        )
     p.run_for(10 * 60)
     assert receive_until(topic.queue_url, 1, deadline=0.5) == []
     depth = p.metrics.value("veilleur_outbox_depth", sink="security-topic")
     age = p.metrics.value("veilleur_outbox_oldest_age_seconds", sink="security-topic")
     assert depth and depth >= 3
     assert age and age > 60
-    assert p.metrics.value("veilleur_notifications_total", sink="security-topic",
-                           outcome="retryable")
+    assert p.metrics.value(
+        "veilleur_notifications_total", sink="security-topic", outcome="retryable"
+    )
     proxy.up = True
     p.run_for(3 * 60)
-    docs = [d for d in sns_docs(receive_until(topic.queue_url, 20, deadline=5)) if d["rule_id"] == RULE]
-    assert sorted(d["group"]["sourceIPAddress"] for d in docs) == ["192.0.2.0", "192.0.2.1", "192.0.2.2"]
+    docs = [
+        d for d in sns_docs(receive_until(topic.queue_url, 20, deadline=5)) if d["rule_id"] == RULE
+    ]
+    assert sorted(d["group"]["sourceIPAddress"] for d in docs) == [
+        "192.0.2.0",
+        "192.0.2.1",
+        "192.0.2.2",
+    ]
     events = [json.loads(m["Body"]) for m in receive_until(bus.queue_url, 20, deadline=5)]
-    assert sorted(e["detail"]["notification_id"] for e in events if e["detail"]["rule_id"] == RULE) == sorted(
-        d["notification_id"] for d in docs
-    )
+    assert sorted(
+        e["detail"]["notification_id"] for e in events if e["detail"]["rule_id"] == RULE
+    ) == sorted(d["notification_id"] for d in docs)
     assert p.metrics.value("veilleur_outbox_depth", sink="security-topic") == 0
     proxy.close()
     p.store.close()

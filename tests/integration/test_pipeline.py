@@ -29,7 +29,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def emulator(clock: FakeClock, monkeypatch: pytest.MonkeyPatch, moto_url: str) -> Iterator[CloudTrailEmulator]:
+def emulator(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, moto_url: str
+) -> Iterator[CloudTrailEmulator]:
     with CloudTrailEmulator(clock=clock.time) as emu:
         monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
         monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDTRAIL", emu.url)
@@ -37,8 +39,13 @@ def emulator(clock: FakeClock, monkeypatch: pytest.MonkeyPatch, moto_url: str) -
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path, clock: FakeClock, emulator: CloudTrailEmulator,
-             sns_topic_to_queue, bus_rule_to_queue) -> Iterator[tuple[Pipeline, object, object]]:
+def pipeline(
+    tmp_path: Path,
+    clock: FakeClock,
+    emulator: CloudTrailEmulator,
+    sns_topic_to_queue,
+    bus_rule_to_queue,
+) -> Iterator[tuple[Pipeline, object, object]]:
     topic = sns_topic_to_queue("veilleur-alerts")
     bus = bus_rule_to_queue("veilleur", pattern={"source": ["veilleur"]})
     cfg = write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"])
@@ -51,12 +58,16 @@ def sns_docs(messages: list[dict]) -> list[dict]:
     return [json.loads(json.loads(m["Body"])["Message"]) for m in messages]
 
 
-def test_reference_scenario_one_alert_to_topic_and_bus(pipeline, emulator, clock, receive_until) -> None:
+def test_reference_scenario_one_alert_to_topic_and_bus(
+    pipeline, emulator, clock, receive_until
+) -> None:
     p, topic, bus = pipeline
     t0 = clock.now()
     # Background noise and 6 failed sign-ins from one IP within 3 minutes, visible 5 min later.
     emulator.add_events([noise(t0 + timedelta(seconds=7 * i), i) for i in range(120)], delay=240)
-    emulator.add_events([failed_login(t0 + timedelta(seconds=36 * i), i) for i in range(6)], delay=300)
+    emulator.add_events(
+        [failed_login(t0 + timedelta(seconds=36 * i), i) for i in range(6)], delay=300
+    )
     p.run_for(12 * 60)
 
     msgs = receive_until(topic.queue_url, 10, deadline=5.0)
@@ -86,11 +97,15 @@ def test_late_events_are_caught_in_their_window(pipeline, emulator, clock, recei
     p, topic, _bus = pipeline
     t0 = clock.now()
     # 5 failures in 2 minutes, each visible only 12 minutes after its eventTime.
-    emulator.add_events([failed_login(t0 + timedelta(seconds=30 * i), i) for i in range(5)], delay=720)
+    emulator.add_events(
+        [failed_login(t0 + timedelta(seconds=30 * i), i) for i in range(5)], delay=720
+    )
     p.run_for(11 * 60)
     assert receive_until(topic.queue_url, 1, deadline=0.5) == []
     p.run_for(5 * 60)
-    docs = [d for d in sns_docs(receive_until(topic.queue_url, 5, deadline=5.0)) if d["rule_id"] == RULE]
+    docs = [
+        d for d in sns_docs(receive_until(topic.queue_url, 5, deadline=5.0)) if d["rule_id"] == RULE
+    ]
     assert len(docs) == 1
     assert docs[0]["count"] == 5
     assert docs[0]["first_seen"].startswith(t0.strftime("%Y-%m-%dT%H:%M"))
@@ -99,9 +114,17 @@ def test_late_events_are_caught_in_their_window(pipeline, emulator, clock, recei
 def test_overlapping_polls_never_alert_twice(pipeline, emulator, clock, receive_until) -> None:
     p, topic, _bus = pipeline
     t0 = clock.now()
-    emulator.add_events([failed_login(t0 + timedelta(seconds=10 * i), i) for i in range(5)], delay=60)
+    emulator.add_events(
+        [failed_login(t0 + timedelta(seconds=10 * i), i) for i in range(5)], delay=60
+    )
     p.run_for(30 * 60)  # every event is re-read by ~30 overlapping polls
-    docs = [d for d in sns_docs(receive_until(topic.queue_url, 5, deadline=3.0)) if d["rule_id"] == RULE]
+    docs = [
+        d for d in sns_docs(receive_until(topic.queue_url, 5, deadline=3.0)) if d["rule_id"] == RULE
+    ]
     assert len(docs) == 1
-    assert p.metrics.value("veilleur_events_total", account="123456789012", region="us-east-1",
-                           outcome="duplicate") > 5
+    assert (
+        p.metrics.value(
+            "veilleur_events_total", account="123456789012", region="us-east-1", outcome="duplicate"
+        )
+        > 5
+    )

@@ -126,7 +126,9 @@ def test_check_reports_all_errors_and_exits_2(
 ) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
-        "regions: [nowhere]\ncloudtrail: {lateness: 15 minutes}\nrules: [builtin:cis, missing.yaml]\n"
+        "regions: [nowhere]\n"
+        "cloudtrail: {lateness: 15 minutes}\n"
+        "rules: [builtin:cis, missing.yaml]\n"
     )
     assert main(["check", "-c", str(cfg)]) == 2
     err = capsys.readouterr().err
