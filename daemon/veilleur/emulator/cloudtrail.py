@@ -210,6 +210,13 @@ class CloudTrailEmulator:
             account = rec_account if isinstance(rec_account, str) else self.config.default_account
         return Scope(account, region)
 
+    def add_stored(self, events: Iterable[StoredEvent]) -> int:
+        """Add events exactly as given, for fault injection: e.g. a ``StoredEvent`` whose
+        ``cloudtrail_event`` text is not valid JSON (``dataclasses.replace`` on one made by
+        ``build_event``). Returns how many were new."""
+        with self._lock:
+            return sum(1 for event in events if self._store.add(event))
+
     def inject_fault(self, fault: Fault) -> None:
         """Queue a fault for the next ``fault.count`` LookupEvents requests it applies to."""
         with self._lock:
