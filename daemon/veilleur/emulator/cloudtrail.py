@@ -217,6 +217,11 @@ class CloudTrailEmulator:
         with self._lock:
             return sum(1 for event in events if self._store.add(event))
 
+    def forget_before(self, event_time: float) -> int:
+        """Drop stored events older than ``event_time`` (long simulations); see EventStore."""
+        with self._lock:
+            return self._store.forget_before(event_time)
+
     def inject_fault(self, fault: Fault) -> None:
         """Queue a fault for the next ``fault.count`` LookupEvents requests it applies to."""
         with self._lock:

@@ -182,6 +182,18 @@ class EventStore:
         self._events.clear()
         self._ids.clear()
 
+    def forget_before(self, event_time: float) -> int:
+        """Drop events older than ``event_time`` (benchmarks that simulate long runs keep
+        only the recent past in memory). Returns how many were dropped."""
+        dropped = 0
+        for scope, events in self._events.items():
+            k = bisect.bisect_left([e.event_time for e in events], event_time)
+            for e in events[:k]:
+                self._ids[scope].discard(e.event_id)
+            del events[:k]
+            dropped += k
+        return dropped
+
     def count(self, scope: Scope | None = None) -> int:
         if scope is not None:
             return len(self._events.get(scope, ()))
