@@ -21,6 +21,7 @@ from veilleur.service import SinkRoute, Source, Watch, utcnow
 from veilleur.sinks.eventbridge import EventBridgeSink
 from veilleur.sinks.sns import SnsSink
 from veilleur.sources.cloudtrail import CloudTrailPoller, PollError, PollSettings
+from veilleur.sources.cloudwatch import CloudWatchSource
 from veilleur.sources.pacing import Pacer
 from veilleur.sources.query_plan import plan_for
 from veilleur.store.sqlite import SqliteStore
@@ -54,31 +55,65 @@ class Clocks:
 REAL_CLOCKS = Clocks()
 
 
+@dataclass(frozen=True)
+class Place:
+    """An (account, region) to watch, with the credentials that reach it."""
+
+    target: Target
+    role_arn: str | None
+    external_id: str | None
+
+
+def resolve_places(cfg: Config, factory: SessionFactory) -> list[Place]:
+    """Every (account, region); an account without ``id`` is asked of STS once."""
+    m = cfg.model
+    places = []
+    for acct in m.accounts:
+        regions = acct.regions or m.regions
+        account_id = acct.id or factory.account_id(acct.role_arn, regions[0])
+        places += [Place(Target(account_id, r), acct.role_arn, acct.external_id) for r in regions]
+    return places
+
+
 def build_sources(
-    cfg: Config, factory: SessionFactory, stop: threading.Event, clocks: Clocks = REAL_CLOCKS
+    cfg: Config,
+    factory: SessionFactory,
+    places: list[Place],
+    stop: threading.Event,
+    clocks: Clocks = REAL_CLOCKS,
 ) -> list[Source]:
     m = cfg.model
+    if not m.cloudtrail.enabled:
+        return []
     plan = plan_for(cfg.rules)
     settings = PollSettings(
         lateness=m.cloudtrail.lateness, max_pages=m.cloudtrail.max_pages_per_poll
     )
-    sources: list[Source] = []
-    if not m.cloudtrail.enabled:
-        return sources
-    for acct in m.accounts:
-        regions = acct.regions or m.regions
-        account_id = acct.id or factory.account_id(acct.role_arn, regions[0])
-        for region in regions:
-            client = factory.client("cloudtrail", region, acct.role_arn, acct.external_id)
-            pacer = Pacer(
-                m.cloudtrail.max_requests_per_second,
-                clocks.monotonic,
-                clocks.sleep or stop_aware_sleep(stop),
-            )
-            target = Target(account_id, region)
-            poller = CloudTrailPoller(client, target, plan, pacer, settings)
-            sources.append(Source(key=f"cloudtrail/{account_id}/{region}", poller=poller))
+    sources = []
+    for p in places:
+        t = p.target
+        client = factory.client("cloudtrail", t.region, p.role_arn, p.external_id)
+        pacer = Pacer(
+            m.cloudtrail.max_requests_per_second,
+            clocks.monotonic,
+            clocks.sleep or stop_aware_sleep(stop),
+        )
+        poller = CloudTrailPoller(client, t, plan, pacer, settings)
+        sources.append(Source(key=f"cloudtrail/{t.account}/{t.region}", poller=poller))
     return sources
+
+
+def build_metric_sources(
+    cfg: Config, factory: SessionFactory, places: list[Place]
+) -> list[CloudWatchSource]:
+    if not cfg.metric_rules or not cfg.model.cloudwatch.enabled:
+        return []
+    return [
+        CloudWatchSource(
+            factory.client("cloudwatch", p.target.region, p.role_arn, p.external_id), p.target
+        )
+        for p in places
+    ]
 
 
 def build_sinks(cfg: Config, factory: SessionFactory) -> dict[str, SinkRoute]:
@@ -107,6 +142,7 @@ def build_watch(
     clocks: Clocks = REAL_CLOCKS,
 ) -> Watch:
     m = cfg.model
+    places = resolve_places(cfg, factory)
     engine = Engine(cfg.rules, lateness=m.cloudtrail.lateness)
     gate = StormGate(
         StormLimits(
@@ -122,13 +158,18 @@ def build_watch(
         engine=engine,
         gate=gate,
         store=store,
-        sources=build_sources(cfg, factory, stop, clocks),
+        sources=build_sources(cfg, factory, places, stop, clocks),
         sinks=build_sinks(cfg, factory),
         metrics=metrics,
         policy=policy,
         lateness=m.cloudtrail.lateness,
         clock=clocks.now,
+        metric_rules=cfg.metric_rules,
+        metric_sources=build_metric_sources(cfg, factory, places),
+        metric_delay=m.cloudwatch.delay,
     )
-    metrics.set_rules_loaded(Counter(r.origin for r in cfg.rules))
+    metrics.set_rules_loaded(
+        Counter([r.origin for r in cfg.rules] + [r.origin for r in cfg.metric_rules])
+    )
     watch.restore()
     return watch

@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", choices=["table", "json"], default="table")
     with_config(sp)
 
+    sp = sub.add_parser("alarms", help="current state of every metric and threshold rule")
+    sp.add_argument("--format", choices=["table", "json"], default="table")
+    with_config(sp)
+
     sp = sub.add_parser("check", help="validate config and rules, print a summary")
     with_config(sp)
 
@@ -86,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from veilleur import report
     from veilleur.config import load_config
-    from veilleur.rules.loader import load_rules
+    from veilleur.rules.loader import RuleSet, load_rule_set
 
     out = sys.stdout
     if args.command == "run":
@@ -99,20 +103,29 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_once(args.config)
     if args.command == "dead-letters":
         return _dead_letters(args)
+    if args.command == "alarms":
+        return _alarms(args)
     if args.command == "check":
         report.config_summary(load_config(args.config), out)
         return EXIT_OK
 
     sources = _rule_sources(args)
     if sources is not None:
-        rules = load_rules(sources, base_dir=None)
+        found = load_rule_set(sources, base_dir=None)
     else:
-        rules = list(load_config(args.config).rules)
+        cfg = load_config(args.config)
+        found = RuleSet(cfg.rules, cfg.metric_rules)
+    rules = list(found.events)
 
     if args.command == "test":
-        from veilleur.rules.testing import run_tests
+        from veilleur.rules.metric_spec import run_metric_tests
+        from veilleur.rules.testing import CaseResult, run_tests
 
-        results = run_tests(rules)
+        results = run_tests(rules) + [
+            CaseResult(m.id, name, ok, detail)
+            for m in found.metrics
+            for name, ok, detail in run_metric_tests(m)
+        ]
         report.test_report(results, out, args.verbose)
         if not results:
             print("no test cases found", file=sys.stderr)
@@ -135,6 +148,26 @@ def _dispatch(args: argparse.Namespace) -> int:
             report.summary_table(summary, out)
         return EXIT_OK
     raise AssertionError(args.command)  # pragma: no cover
+
+
+def _alarms(args: argparse.Namespace) -> int:
+    from veilleur import report
+    from veilleur.alarm_status import alarm_rows
+    from veilleur.build import state_path
+    from veilleur.config import load_config
+    from veilleur.service import ENGINE_KEY, utcnow
+    from veilleur.store.sqlite import SqliteStore
+
+    cfg = load_config(args.config)
+    path = state_path(cfg)
+    records, engine_state = [], None
+    if path.exists():
+        with SqliteStore.open(path, readonly=True) as store:
+            records = store.alarm_states()
+            engine_state = store.engine_state(ENGINE_KEY)
+    rows = alarm_rows(cfg.metric_rules, cfg.rules, records, engine_state, utcnow())
+    report.alarms(rows, sys.stdout, args.format == "json")
+    return EXIT_OK
 
 
 def _dead_letters(args: argparse.Namespace) -> int:

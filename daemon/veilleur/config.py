@@ -11,7 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from veilleur.rules.loader import load_rules
+from veilleur.rules.loader import load_rule_set
+from veilleur.rules.metric_spec import MetricRule
 from veilleur.rules.spec import Rule
 from veilleur.validation import ConfigError, Duration, pydantic_messages
 
@@ -169,8 +170,9 @@ class Config:
     """A validated configuration and the rules it names, loaded and compiled."""
 
     model: ConfigModel
-    rules: tuple[Rule, ...]
+    rules: tuple[Rule, ...]  # event rules (CloudTrail)
     path: Path | None
+    metric_rules: tuple[MetricRule, ...] = ()
 
 
 def parse_config(data: Any, origin: str = "config") -> ConfigModel:
@@ -203,9 +205,9 @@ def load_config(path: Path | None) -> Config:
         sources = data.get("rules") if isinstance(data, dict) else None
         if isinstance(sources, list) and all(isinstance(x, str) for x in sources):
             try:
-                load_rules(sources, base_dir=base)
+                load_rule_set(sources, base_dir=base)
             except ConfigError as rule_exc:
                 raise ConfigError(exc.messages + rule_exc.messages) from exc
         raise
-    rules = load_rules(model.rules, base_dir=base)
-    return Config(model=model, rules=tuple(rules), path=path)
+    found = load_rule_set(model.rules, base_dir=base)
+    return Config(model=model, rules=found.events, path=path, metric_rules=found.metrics)

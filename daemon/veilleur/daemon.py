@@ -64,9 +64,15 @@ class Daemon:
     # -- readiness ---------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, list[str]]:
         reasons: list[str] = []
-        interval = self.cfg.model.cloudtrail.poll_interval
-        max_age = max(3 * interval, interval + timedelta(minutes=2))
-        reasons.extend(self.watch.freshness(utcnow(), max_age))
+        ct = self.cfg.model.cloudtrail.poll_interval
+        cw = self.cfg.model.cloudwatch.poll_interval
+        reasons.extend(
+            self.watch.freshness(
+                utcnow(),
+                max(3 * ct, ct + timedelta(minutes=2)),
+                max(3 * cw, cw + timedelta(minutes=2)),
+            )
+        )
         ok = not reasons
         self.metrics.set_ready(ok)
         return ok, reasons or ["config loaded", "store open", "polls fresh"]
@@ -77,6 +83,12 @@ class Daemon:
             self.watch.tick(source)
         except Exception:  # a bug must not kill the job: log it loudly, try next time
             log.exception("tick_crashed", source=source.key)
+
+    def _tick_metrics(self) -> None:
+        try:
+            self.watch.tick_metrics()
+        except Exception:
+            log.exception("metric_tick_crashed")
 
     def _drain(self) -> None:
         try:
@@ -219,11 +231,14 @@ def run_once(config_path: Path | None) -> int:
     store = SqliteStore.open(state_path(cfg))
     try:
         watch = build_watch(cfg, store, Metrics(version=__version__), SessionFactory(), stop)
-        failed = [r for r in (watch.tick(s) for s in watch.sources) if not r.complete]
+        failed = [r.source for r in (watch.tick(s) for s in watch.sources) if not r.complete]
+        alarm_tick = watch.tick_metrics()
+        if alarm_tick is not None and alarm_tick.skipped:
+            failed.append("cloudwatch")
         report = watch.drain()
         summary: dict[str, Any] = {
             "sources": len(watch.sources),
-            "failed": [r.source for r in failed],
+            "failed": failed,
             "delivered": report.delivered,
             "pending": report.outbox.pending,
         }

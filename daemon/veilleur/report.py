@@ -11,6 +11,7 @@ from veilleur.alerts import Alert
 from veilleur.config import Config
 from veilleur.model import format_time
 from veilleur.notify_text import sanitize
+from veilleur.rules.metric_spec import MetricRule
 from veilleur.rules.spec import Rule
 from veilleur.rules.testing import CaseResult
 
@@ -27,15 +28,16 @@ def config_summary(cfg: Config, out: TextIO) -> None:
     m = cfg.model
     rules = cfg.rules
     out.write(f"config: {cfg.path or '(defaults)'}: OK\n")
-    out.write(f"rules: {len(rules)}\n")
-    by_origin = Counter(r.origin for r in rules)
+    out.write(f"rules: {len(rules) + len(cfg.metric_rules)}\n")
+    by_origin = Counter([r.origin for r in rules] + [r.origin for r in cfg.metric_rules])
     for origin, n in sorted(by_origin.items()):
         out.write(f"  {origin}: {n}\n")
-    by_sev = Counter(r.severity.label for r in rules)
+    every: list[Rule | MetricRule] = [*rules, *cfg.metric_rules]
+    by_sev = Counter(r.severity.label for r in every)
     out.write("  by severity: " + ", ".join(f"{k} {v}" for k, v in sorted(by_sev.items())) + "\n")
-    by_type = Counter(rule_type(r) for r in rules)
+    by_type = Counter(rule_type(r) for r in every)
     out.write("  by type: " + ", ".join(f"{k} {v}" for k, v in sorted(by_type.items())) + "\n")
-    tests = sum(len(r.tests) for r in rules)
+    tests = sum(len(r.tests) for r in rules) + sum(len(r.tests) for r in cfg.metric_rules)
     out.write(f"  test cases: {tests}\n")
     accounts = [a.id or "(ambient credentials)" for a in m.accounts]
     out.write("sources:\n")
@@ -44,6 +46,12 @@ def config_summary(cfg: Config, out: TextIO) -> None:
         f"  cloudtrail ({state}): accounts {', '.join(accounts)}; regions {', '.join(m.regions)};"
         f" every {int(m.cloudtrail.poll_interval.total_seconds())}s,"
         f" lateness {int(m.cloudtrail.lateness.total_seconds())}s\n"
+    )
+    cw = "on" if m.cloudwatch.enabled else "off"
+    out.write(
+        f"  cloudwatch ({cw}): {len(cfg.metric_rules)} metric rule(s);"
+        f" every {int(m.cloudwatch.poll_interval.total_seconds())}s,"
+        f" delay {int(m.cloudwatch.delay.total_seconds())}s\n"
     )
     out.write("sinks:\n")
     if not m.sinks.sns and not m.sinks.eventbridge:
@@ -55,7 +63,9 @@ def config_summary(cfg: Config, out: TextIO) -> None:
     out.write(f"state: {m.state_dir}\nmetrics: http://{m.metrics.listen}/metrics\n")
 
 
-def rule_type(rule: Rule) -> str:
+def rule_type(rule: Rule | MetricRule) -> str:
+    if isinstance(rule, MetricRule):
+        return "metric"
     if rule.threshold:
         return "threshold"
     return "event"
@@ -150,3 +160,33 @@ def dead_letters(rows: Sequence[Any], out: TextIO, as_json: bool) -> None:
         )
     _table(table, out)
     out.write(f"{len(rows)} dead letter(s)\n")
+
+
+def alarms(rows: Sequence[Any], out: TextIO, as_json: bool) -> None:
+    if as_json:
+        for r in rows:
+            json_line(
+                {
+                    "rule_id": r.rule_id,
+                    "kind": r.kind,
+                    "dimensions": r.dimensions,
+                    "state": r.state,
+                    "since": format_time(r.since) if r.since else None,
+                    "reason": r.reason,
+                },
+                out,
+            )
+        return
+    table = [["rule", "kind", "dimensions", "state", "since", "reason"]]
+    for r in rows:
+        table.append(
+            [
+                r.rule_id,
+                r.kind,
+                sanitize(r.dimensions, 60),
+                r.state,
+                format_time(r.since) if r.since else "-",
+                sanitize(r.reason, 100),
+            ]
+        )
+    _table(table, out)

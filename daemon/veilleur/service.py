@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from veilleur.alarms import AlarmTick, evaluate_alarms, index_records
 from veilleur.alerts import Alert
 from veilleur.model import Severity
 from veilleur.notify.backoff import RetryPolicy
@@ -26,8 +27,15 @@ from veilleur.notify.outbox import DrainReport, drain
 from veilleur.notify.storm import StormGate
 from veilleur.observe.metrics import CallOutcome, Metrics, PollOutcome, SuppressReason
 from veilleur.rules.engine import Engine
+from veilleur.rules.metric_spec import MetricRule
 from veilleur.sinks.base import Sink
 from veilleur.sources.cloudtrail import CloudTrailPoller, PollResult, SourceState
+from veilleur.sources.cloudwatch import (
+    CloudWatchSource,
+    fetch_all,
+    plan_queries,
+    record_fetch_metrics,
+)
 from veilleur.store.sqlite import SqliteStore
 from veilleur.store.types import OutboxEnqueue, SeenId, StoreError, TickCommit
 
@@ -84,6 +92,9 @@ class Watch:
         lateness: timedelta,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        metric_rules: Sequence[MetricRule] = (),
+        metric_sources: Sequence[CloudWatchSource] = (),
+        metric_delay: timedelta = timedelta(minutes=2),
     ) -> None:
         self.engine = engine
         self.gate = gate
@@ -95,6 +106,10 @@ class Watch:
         self.lateness = lateness
         self.clock = clock
         self.rng = rng or random.Random()
+        self.metric_rules = tuple(metric_rules)
+        self.metric_sources = list(metric_sources)
+        self.metric_delay = metric_delay
+        self.last_metric_success: datetime | None = None
         self._lock = threading.RLock()
         self._drain_lock = threading.Lock()
 
@@ -267,6 +282,64 @@ class Watch:
             m.observe_behind("cloudtrail", t.account, t.region)
             bound.warning("poll_behind", error=result.error, permanent=result.permanent, **fields)
 
+    # -- one tick of the metric rules ---------------------------------------------------------
+    def tick_metrics(self) -> AlarmTick | None:
+        """Fetch every metric of every rule (few GetMetricData calls), evaluate, commit."""
+        if not self.metric_rules or not self.metric_sources:
+            return None
+        now = self.clock()
+        targets = [s.target for s in self.metric_sources]
+        batches = plan_queries(self.metric_rules, targets, now, self.metric_delay)
+        fetched = fetch_all(self.metric_sources, batches)  # network: outside the lock
+        with self._lock:
+            previous = index_records(self.store.alarm_states())
+            tick = evaluate_alarms(self.metric_rules, fetched, previous, now)
+            per_sink = self._route(list(tick.alerts), now)
+            commit = TickCommit(
+                now=now,
+                alarm_states=tick.records,
+                engine_state={STORM_KEY: self.gate.state_json()},
+                notifications=[
+                    OutboxEnqueue(alert, (sink,))
+                    for sink, routed in per_sink.items()
+                    for alert in routed
+                ],
+            )
+            try:
+                self.store.commit_tick(commit)
+            except StoreError as exc:
+                log.error("metric_commit_failed", error=str(exc))
+                self._restore_core()
+                return None
+        record_fetch_metrics(self.metrics, fetched)
+        ids = {r.id for r in self.metric_rules}
+        self.metrics.set_alarm_states(
+            tick.rule_states({k: v for k, v in previous.items() if k[0] in ids})
+        )
+        if not tick.skipped:
+            self.last_metric_success = now
+        for sk in tick.skipped:
+            log.warning(
+                "metric_rule_skipped",
+                rule=sk.rule_id,
+                dimensions=sk.dimensions_key,
+                reason=sk.reason,
+                retryable=sk.retryable,
+            )
+        for tr in tick.transitions:
+            log.warning(
+                "alarm_state_change",
+                rule=tr.rule_id,
+                dimensions=tr.dimensions_key,
+                old=tr.old.value,
+                new=tr.new.value,
+                notified=tr.notified,
+                reason=tr.reason,
+            )
+        for a in tick.alerts:
+            self.metrics.observe_alert(a.rule_id, a.severity)
+        return tick
+
     # -- the outbox -------------------------------------------------------------------------
     def drain(self) -> DrainReport:
         with self._drain_lock:
@@ -295,10 +368,14 @@ class Watch:
         return report
 
     # -- health ------------------------------------------------------------------------------
-    def freshness(self, now: datetime, max_age: timedelta) -> list[str]:
-        """Sources whose last successful poll is older than ``max_age`` (for /readyz)."""
+    def freshness(self, now: datetime, max_age: timedelta, metric_max_age: timedelta) -> list[str]:
+        """Sources whose last successful poll is older than allowed (for /readyz)."""
         stale = []
         for src in self.sources:
             if src.last_success is None or now - src.last_success > max_age:
                 stale.append(f"{src.key}: no successful poll for {max_age}")
+        if self.metric_rules and self.metric_sources:
+            last = self.last_metric_success
+            if last is None or now - last > metric_max_age:
+                stale.append(f"cloudwatch: no complete metric evaluation for {metric_max_age}")
         return stale

@@ -25,7 +25,7 @@ def test_assumed_role_credentials_refresh_before_expiry(moto_url: str, monkeypat
     creds.get_frozen_credentials()
     assert calls == ["assume"]
     # ... and a new AssumeRole runs once they are within botocore's refresh window.
-    creds._expiry_time = datetime.now(tz=UTC) + timedelta(minutes=5)  # noqa: SLF001
+    creds._expiry_time = datetime.now(tz=UTC) + timedelta(minutes=5)
     creds.get_frozen_credentials()
     assert calls == ["assume", "assume"]
     # The client built from it works (moto answers as the assumed account).

@@ -30,7 +30,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def emulator(clock: FakeClock, monkeypatch: pytest.MonkeyPatch, moto_url: str) -> Iterator[CloudTrailEmulator]:
+def emulator(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, moto_url: str
+) -> Iterator[CloudTrailEmulator]:
     with CloudTrailEmulator(clock=clock.time) as emu:
         monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
         monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDTRAIL", emu.url)
@@ -47,26 +49,36 @@ def test_bad_records_are_counted_and_hostile_text_is_escaped(
 ) -> None:
     topic = sns_topic_to_queue("t")
     bus = bus_rule_to_queue("b")
-    p = open_pipeline(write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock)
+    p = open_pipeline(
+        write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock
+    )
     t0 = clock.now()
     base = failed_login(t0, 99)
-    emulator.add_stored([
-        corrupt(dict(base, eventID="bad-json"), "{not json"),
-        corrupt(dict(base, eventID="bad-shape"), json.dumps([1, 2, 3])),
-        corrupt(dict(base, eventID="no-time"), json.dumps({"eventID": "no-time", "eventName": "X",
-                                                           "eventSource": "x"})),
-        corrupt(dict(base, eventID="other-id"), json.dumps(dict(base, eventID="mismatch"))),
-    ])
+    emulator.add_stored(
+        [
+            corrupt(dict(base, eventID="bad-json"), "{not json"),
+            corrupt(dict(base, eventID="bad-shape"), json.dumps([1, 2, 3])),
+            corrupt(
+                dict(base, eventID="no-time"),
+                json.dumps({"eventID": "no-time", "eventName": "X", "eventSource": "x"}),
+            ),
+            corrupt(dict(base, eventID="other-id"), json.dumps(dict(base, eventID="mismatch"))),
+        ]
+    )
     # A 1 MB record and hostile text in the fields a human will read.
     hostile_user = "<img src=x onerror=alert(1)>\u202e\x07\r\nSubject: pwned"
     big = failed_login(t0 + timedelta(seconds=1), 0, ip="198.51.100.9", user=hostile_user)
     big["requestParameters"] = {"blob": "A" * 1_000_000}
-    records = [big] + [failed_login(t0 + timedelta(seconds=1 + i), i, ip="198.51.100.9", user=hostile_user)
-                       for i in range(1, 5)]
+    records = [big] + [
+        failed_login(t0 + timedelta(seconds=1 + i), i, ip="198.51.100.9", user=hostile_user)
+        for i in range(1, 5)
+    ]
     emulator.add_events(records, delay=10)
     reports = p.run_for(2 * 60)
     assert all(r.ok for r in reports)
-    invalid = p.metrics.value("veilleur_events_total", account=ACCOUNT, region=REGION, outcome="invalid")
+    invalid = p.metrics.value(
+        "veilleur_events_total", account=ACCOUNT, region=REGION, outcome="invalid"
+    )
     assert invalid == 4  # each bad record counted once, not at every overlapping poll
 
     msgs = receive_until(topic.queue_url, 5, deadline=5)
@@ -89,7 +101,9 @@ def test_records_in_the_future_or_far_past_do_not_break_the_poll(
 ) -> None:
     topic = sns_topic_to_queue("t")
     bus = bus_rule_to_queue("b")
-    p = open_pipeline(write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock)
+    p = open_pipeline(
+        write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock
+    )
     rec = failed_login(clock.now(), 1)
     rec["eventTime"] = format_time(clock.now() + timedelta(days=3))  # a skewed clock upstream
     emulator.add_events([rec], visible_at=clock.time())

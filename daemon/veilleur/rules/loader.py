@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from veilleur.model import Severity
 from veilleur.rules.event_pattern import compile_event_pattern
 from veilleur.rules.filter_pattern import compile_filter_pattern
 from veilleur.rules.matcher import Matcher, MatcherError
+from veilleur.rules.metric_spec import MetricRule, is_metric_rule, parse_metric_rule
 from veilleur.rules.spec import (
     Expectation,
     FieldPath,
@@ -155,7 +157,22 @@ def _compile(model: RuleModel, where: str, errors: list[str]) -> Rule | None:
     )
 
 
-def parse_rules(text: str, origin: str) -> list[Rule]:
+@dataclass(frozen=True)
+class RuleSet:
+    """Everything rule files hold: event rules (CloudTrail) and metric rules (CloudWatch)."""
+
+    events: tuple[Rule, ...] = ()
+    metrics: tuple[MetricRule, ...] = ()
+
+    def __add__(self, other: RuleSet) -> RuleSet:
+        return RuleSet(self.events + other.events, self.metrics + other.metrics)
+
+    @property
+    def all_ids(self) -> list[tuple[str, str]]:
+        return [(r.id, r.origin) for r in self.events] + [(m.id, m.origin) for m in self.metrics]
+
+
+def parse_rule_file(text: str, origin: str) -> RuleSet:
     """Parse one rule file's text; raise ConfigError listing every problem."""
     try:
         doc = yaml.safe_load(text)
@@ -167,10 +184,18 @@ def parse_rules(text: str, origin: str) -> list[Rule]:
         raise ConfigError([f"{origin}: expected a list of rules (or a mapping with `rules:`)"])
     errors: list[str] = []
     rules: list[Rule] = []
+    metrics: list[MetricRule] = []
     for i, raw in enumerate(doc):
         where = f"{origin}: rules[{i}]"
         if isinstance(raw, dict) and isinstance(raw.get("id"), str):
             where = f"{origin}: rules[{i}] ({raw['id'][:64]})"
+        if is_metric_rule(raw):
+            parsed = parse_metric_rule(raw, where, origin)
+            if isinstance(parsed, list):
+                errors.extend(parsed)
+            else:
+                metrics.append(parsed)
+            continue
         try:
             model = RuleModel.model_validate(raw)
         except ValidationError as exc:
@@ -181,12 +206,15 @@ def parse_rules(text: str, origin: str) -> list[Rule]:
             rules.append(_with_origin(rule, origin))
     if errors:
         raise ConfigError(errors)
-    return rules
+    return RuleSet(tuple(rules), tuple(metrics))
+
+
+def parse_rules(text: str, origin: str) -> list[Rule]:
+    """The event rules of one file (metric rules are validated and left out)."""
+    return list(parse_rule_file(text, origin).events)
 
 
 def _with_origin(rule: Rule, origin: str) -> Rule:
-    from dataclasses import replace
-
     return replace(rule, origin=origin)
 
 
@@ -202,14 +230,14 @@ def builtin_text(name: str) -> str:
     return resources.files("veilleur.packs").joinpath(f"{name}.yaml").read_text("utf-8")
 
 
-def load_rules(sources: Sequence[str], base_dir: Path | None = None) -> list[Rule]:
+def load_rule_set(sources: Sequence[str], base_dir: Path | None = None) -> RuleSet:
     """Load built-in packs (``builtin:cis``) and files; ids must be unique across all."""
     errors: list[str] = []
-    rules: list[Rule] = []
+    found = RuleSet()
     for src in sources:
         try:
             if src.startswith("builtin:"):
-                rules.extend(parse_rules(builtin_text(src.removeprefix("builtin:")), src))
+                found += parse_rule_file(builtin_text(src.removeprefix("builtin:")), src)
                 continue
             path = Path(src)
             if base_dir is not None and not path.is_absolute():
@@ -219,14 +247,19 @@ def load_rules(sources: Sequence[str], base_dir: Path | None = None) -> list[Rul
             except OSError as exc:
                 errors.append(f"{src}: cannot read rule file: {exc.strerror or exc}")
                 continue
-            rules.extend(parse_rules(text, src))
+            found += parse_rule_file(text, src)
         except ConfigError as exc:
             errors.extend(exc.messages)
     seen: dict[str, str] = {}
-    for rule in rules:
-        if rule.id in seen:
-            errors.append(f"{rule.origin}: duplicate rule id {rule.id!r} (also in {seen[rule.id]})")
-        seen.setdefault(rule.id, rule.origin)
+    for rule_id, origin in found.all_ids:
+        if rule_id in seen:
+            errors.append(f"{origin}: duplicate rule id {rule_id!r} (also in {seen[rule_id]})")
+        seen.setdefault(rule_id, origin)
     if errors:
         raise ConfigError(errors)
-    return rules
+    return found
+
+
+def load_rules(sources: Sequence[str], base_dir: Path | None = None) -> list[Rule]:
+    """The event rules of ``load_rule_set``."""
+    return list(load_rule_set(sources, base_dir).events)
