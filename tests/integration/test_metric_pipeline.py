@@ -55,7 +55,7 @@ def setup(
         ["metric-rules.yaml"],
         extra={"cloudtrail": {"enabled": False}},
     )
-    yield {"topic": topic, "bus": bus, "cfg": cfg}
+    return {"topic": topic, "bus": bus, "cfg": cfg}
 
 
 def put(cw, base, minutes: range, value: float) -> None:
