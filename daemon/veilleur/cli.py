@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", choices=["table", "json"], default="table")
     with_config(sp)
 
+    sub.add_parser("demo", help="play the reference story against local emulators (no AWS)")
+
     sp = sub.add_parser("check", help="validate config and rules, print a summary")
     with_config(sp)
 
@@ -105,6 +107,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _dead_letters(args)
     if args.command == "alarms":
         return _alarms(args)
+    if args.command == "demo":
+        from veilleur.demo.runner import run_demo
+
+        return run_demo()
     if args.command == "check":
         report.config_summary(load_config(args.config), out)
         return EXIT_OK

@@ -117,6 +117,15 @@ class Daemon:
                 next_run_time=now,
                 replace_existing=True,
             )
+        if self.watch.metric_rules and self.watch.metric_sources:
+            self.scheduler.add_job(
+                self._tick_metrics,
+                "interval",
+                id="metrics",
+                seconds=m.cloudwatch.poll_interval.total_seconds(),
+                next_run_time=now,
+                replace_existing=True,
+            )
         self.scheduler.add_job(
             self._drain,
             "interval",

@@ -68,8 +68,8 @@ def _ascii_fold(text: str) -> str:
     return "".join(out)
 
 
-def _escape_char(ch: str) -> str:
-    if ch in "&<>\"'":
+def _escape_char(ch: str, html_entities: bool = True) -> str:
+    if html_entities and ch in "&<>\"'":
         return html.escape(ch, quote=True)
     if ch == "\\":
         return "\\\\"
@@ -83,18 +83,21 @@ def _escape_char(ch: str) -> str:
     return f"\\U{code:08x}"
 
 
-def sanitize(text: object, limit: int, *, ascii_only: bool = False) -> str:
+def sanitize(
+    text: object, limit: int, *, ascii_only: bool = False, html_entities: bool = True
+) -> str:
     """``text`` made safe to show: whitespace runs collapsed to one space, control and
     invisible characters escaped (``\\x1b``, ``\\u202e``), ``& < > " '`` as HTML entities,
     at most ``limit`` characters (an ellipsis marks a cut; an escape is never split).
-    ``ascii_only`` folds to ASCII first (SMS)."""
+    ``ascii_only`` folds to ASCII first (SMS). ``html_entities=False`` is for veilleur's
+    own texts (rule titles, descriptions, reasons): still one safe line, but readable."""
     if limit <= 0:
         return ""
     s = _valid_unicode(text if isinstance(text, str) else str(text))
     if ascii_only:
         s = _ascii_fold(s)
     s = " ".join(s.split())[: limit + 1]  # each kept character yields >= 1 output character
-    pieces = [_escape_char(ch) for ch in s]
+    pieces = [_escape_char(ch, html_entities) for ch in s]
     if sum(len(p) for p in pieces) <= limit:
         return "".join(pieces)
     ellipsis = "..." if ascii_only else "\u2026"
@@ -217,9 +220,14 @@ def email_text(alert: Alert) -> str:
     """The full text: what fired, when, for whom, what to do, and the ids to deduplicate."""
 
     def v(text: object, limit: int = _VALUE_CHARS) -> str:
+        """Anything that came from a CloudTrail record: attacker-controlled."""
         return sanitize(text, limit)
 
-    lines = [v(alert.title, 300), ""]
+    def own(text: object, limit: int = _VALUE_CHARS) -> str:
+        """veilleur's own words (rule files, evaluator): control characters only."""
+        return sanitize(text, limit, html_entities=False)
+
+    lines = [own(alert.title, 300), ""]
     fields: list[tuple[str, str]] = [
         ("Severity", alert.severity.label),
         ("Rule", v(alert.rule_id)),
@@ -229,7 +237,7 @@ def email_text(alert: Alert) -> str:
         old, new = _states(alert)
         fields.append(("State", f"{v(old, 40)} -> {v(new, 40)}"))
         if "reason" in alert.details:
-            fields.append(("Reason", v(alert.details["reason"], 1000)))
+            fields.append(("Reason", own(alert.details["reason"], 1000)))
     elif alert.kind is AlertKind.SUMMARY:
         suppressed = alert.details.get("suppressed", alert.count)
         window = _window(alert)
@@ -267,19 +275,19 @@ def email_text(alert: Alert) -> str:
         lines += ["", "Resources:"]
         lines += [f"  - {v(x, 300)}" for x in alert.resources[:_LIST_ITEMS]]
     if alert.kind is AlertKind.ALARM and "datapoints" in alert.details:
-        lines += ["", f"Datapoints: {v(_json_value(alert.details['datapoints']), 1000)}"]
+        lines += ["", f"Datapoints: {own(_json_value(alert.details['datapoints']), 1000)}"]
     other = {k: val for k, val in alert.details.items() if k not in _SHOWN_DETAILS}
     if other:
         lines += ["", "Details:"]
         lines += [
-            f"  {v(k, 60)}: {v(_json_value(val), 500)}"
+            f"  {own(k, 60)}: {own(_json_value(val), 500)}"
             for k, val in list(other.items())[:_MAP_KEYS]
         ]
     if alert.description:
-        lines += ["", v(alert.description, 2000)]
+        lines += ["", own(alert.description, 2000)]
     if alert.tags:
         lines += ["", "Tags: " + ", ".join(v(t, 60) for t in alert.tags[:_LIST_ITEMS])]
-    lines += ["", f"Runbook: {v(alert.runbook, 500) if alert.runbook else '-'}"]
+    lines += ["", f"Runbook: {own(alert.runbook, 500) if alert.runbook else '-'}"]
     footer = [
         "",
         f"Notification id: {v(alert.notification_id, 100)}",
