@@ -156,3 +156,71 @@ def test_kill9_at_any_moment_loses_nothing_and_never_changes_ids(
     wait_for("every expected alert", all_in, deadline=60)
     assert set(received) == expected, "no alert lost, none invented; a duplicate keeps its id"
     daemon.stop()
+
+
+def _scraped_names(text: str) -> set[str]:
+    """Every series name the exposition declares (even with no sample yet), with the
+    suffixes Prometheus stores for counters and histograms."""
+    names: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            names.add(name)
+            if kind == "counter":
+                names |= {name.removesuffix("_total") + "_total", name + "_created"}
+            if kind == "histogram":
+                names |= {name + s for s in ("_bucket", "_sum", "_count", "_created")}
+        elif line and not line.startswith("#"):
+            names.add(line.split("{", 1)[0].split(" ", 1)[0])
+    return names
+
+
+def test_every_dashboard_and_alert_metric_is_served_by_the_running_daemon(world) -> None:
+    import yaml
+
+    from tests.deploy.test_observability import (
+        ALERTS,
+        DASHBOARD,
+        PROMETHEUS_SERIES,
+        dashboard_panels,
+        metric_names,
+    )
+
+    daemon: Daemon = world["daemon"]
+    daemon.start()
+    base = f"http://127.0.0.1:{world['port']}"
+    wait_for("a first poll", lambda: daemon.events("poll"))
+    status, body = http_get(base + "/metrics")
+    assert status == 200
+    served = _scraped_names(body)
+    wanted: set[str] = set()
+    doc = json.loads(DASHBOARD.read_text())
+    for panel in dashboard_panels(doc):
+        for target in panel.get("targets", []):
+            wanted |= metric_names(target["expr"])
+    for group in yaml.safe_load(ALERTS.read_text())["groups"]:
+        for rule in group["rules"]:
+            wanted |= metric_names(rule["expr"])
+    missing = sorted(wanted - served - PROMETHEUS_SERIES)
+    assert not missing, f"queried but not served by the daemon: {missing}"
+
+
+def test_once_ticks_drains_and_reports_failure_by_exit_code(world, emulator, receive_until) -> None:
+    import subprocess
+    import sys
+
+    from veilleur.emulator.cloudtrail_control import Fault, FaultKind
+
+    now = datetime.now(tz=UTC) - timedelta(minutes=2)
+    emulator.add_events([failed_login(now + timedelta(seconds=10 * i), i) for i in range(5)])
+    env = {**__import__("os").environ, **world["daemon"].env}
+    cmd = [sys.executable, "-m", "veilleur.cli", "once", "-c", str(world["cfg"])]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout[-2000:]
+    docs = sns_docs(receive_until(world["topic"].queue_url, 2, deadline=10))
+    assert RULE in [d["rule_id"] for d in docs]
+    # LookupEvents failing for longer than the poll retries: exit 1, and the log says why.
+    emulator.inject_fault(Fault(FaultKind.INTERNAL_ERROR, count=100))
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1
+    assert "poll_behind" in done.stdout
