@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from veilleur.alerts import Alert
 from veilleur.config import Config
 from veilleur.model import format_time
-from veilleur.notify_text import sanitize
+from veilleur.notify.render import sanitize
 from veilleur.rules.metric_spec import MetricRule
 from veilleur.rules.spec import Rule
 from veilleur.rules.testing import CaseResult

@@ -7,7 +7,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from veilleur.notify_text import sanitize
+from veilleur.notify.render import sanitize
 
 WIDTH = 92
 
