@@ -255,3 +255,25 @@ def sns_sent(moto_url: str) -> Callable[[str], list[SentNotification]]:
         ]
 
     return sent
+
+
+# -- the pipeline on one fake clock (see pipeline_kit.py) -----------------------------------
+
+
+@pytest.fixture
+def clock() -> Any:
+    """A fake clock shared by the emulator, the poller's pacing and the Watch."""
+    from tests.integration.pipeline_kit import FakeClock, start_time
+
+    return FakeClock(start_time())
+
+
+@pytest.fixture
+def emulator(clock: Any, monkeypatch: pytest.MonkeyPatch, moto_url: str) -> Iterator[Any]:
+    """The LookupEvents emulator on ``clock``; botocore pointed at it and at moto."""
+    from veilleur.emulator import CloudTrailEmulator
+
+    with CloudTrailEmulator(clock=clock.time) as emu:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDTRAIL", emu.url)
+        yield emu

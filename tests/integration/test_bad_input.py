@@ -4,39 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from tests.integration.pipeline_kit import (
-    FakeClock,
     failed_login,
     open_pipeline,
-    start_time,
     write_config,
 )
-from veilleur.emulator import CloudTrailEmulator
 from veilleur.emulator.cloudtrail_events import Scope, build_event
 from veilleur.model import format_time
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(start_time())
-
-
-@pytest.fixture
-def emulator(
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, moto_url: str
-) -> Iterator[CloudTrailEmulator]:
-    with CloudTrailEmulator(clock=clock.time) as emu:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
-        monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDTRAIL", emu.url)
-        yield emu
 
 
 def corrupt(record: dict, text: str, delay: float = 10.0):

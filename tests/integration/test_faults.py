@@ -4,41 +4,20 @@ Nothing is lost, nothing is sent twice with another id, and the metrics show the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
-import pytest
-
 from tests.integration.pipeline_kit import (
-    FakeClock,
     FlakyProxy,
     failed_login,
     noise,
     open_pipeline,
-    start_time,
     write_config,
 )
-from veilleur.emulator import CloudTrailEmulator
 from veilleur.emulator.cloudtrail_control import Fault, FaultKind
 
 RULE = "console-login-failures-per-ip"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(start_time())
-
-
-@pytest.fixture
-def emulator(
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, moto_url: str
-) -> Iterator[CloudTrailEmulator]:
-    with CloudTrailEmulator(clock=clock.time) as emu:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
-        monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDTRAIL", emu.url)
-        yield emu
 
 
 def sns_docs(msgs: list[dict]) -> list[dict]:

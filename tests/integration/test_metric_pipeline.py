@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.pipeline_kit import FakeClock, open_pipeline, start_time, write_config
+from tests.integration.pipeline_kit import FakeClock, open_pipeline, write_config
 from veilleur.cli import main
 
 RULES = """
@@ -28,11 +28,6 @@ RULES = """
     evaluation_periods: 5
     datapoints_to_alarm: 3
 """
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(start_time())
 
 
 @pytest.fixture

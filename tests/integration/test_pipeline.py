@@ -15,27 +15,11 @@ from tests.integration.pipeline_kit import (
     failed_login,
     noise,
     open_pipeline,
-    start_time,
     write_config,
 )
 from veilleur.emulator import CloudTrailEmulator
 
 RULE = "console-login-failures-per-ip"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(start_time())
-
-
-@pytest.fixture
-def emulator(
-    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, moto_url: str
-) -> Iterator[CloudTrailEmulator]:
-    with CloudTrailEmulator(clock=clock.time) as emu:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
-        monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDTRAIL", emu.url)
-        yield emu
 
 
 @pytest.fixture

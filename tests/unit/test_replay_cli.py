@@ -8,21 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.shared_data import dataset_or_skip
+from tests.unit.shared_data import README_CIS_COUNTS, dataset_or_skip
 from veilleur.cli import main
-
-README_COUNTS = {
-    "cis-unauthorized-api-calls": 60,
-    "cis-route-table-changes": 40,
-    "cis-iam-policy-changes": 26,
-    "cis-vpc-changes": 16,
-    "cis-network-gateway-changes": 15,
-    "cis-cloudtrail-changes": 13,
-    "cis-security-group-changes": 8,
-    "cis-s3-bucket-policy-changes": 6,
-    "cis-organizations-changes": 1,
-    "cis-console-login-no-mfa": 1,
-}
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[list[dict], dict, str]:
@@ -39,7 +26,7 @@ def test_replay_of_the_dataset_agrees_with_its_readme(capsys: pytest.CaptureFixt
     assert summary["events"] == 2900
     assert summary["invalid"] == 0
     matches = {k: v["matches"] for k, v in summary["rules"].items() if v["matches"]}
-    assert matches == README_COUNTS
+    assert matches == README_CIS_COUNTS
     for a in alerts:
         assert {
             "rule_id",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -10,11 +9,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from veilleur.model import Severity
 from veilleur.rules.event_pattern import compile_event_pattern
 from veilleur.rules.filter_pattern import compile_filter_pattern
+from veilleur.rules.header import RuleHeaderModel, StrictModel
 from veilleur.rules.matcher import Matcher, MatcherError
 from veilleur.rules.metric_spec import MetricRule, is_metric_rule, parse_metric_rule
 from veilleur.rules.spec import (
@@ -28,11 +28,9 @@ from veilleur.rules.spec import (
 from veilleur.validation import ConfigError, Duration, pydantic_messages
 
 BUILTIN_PACKS = ("cis", "essentials")
-_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = StrictModel
 
 
 class ThresholdModel(_Strict):
@@ -60,34 +58,13 @@ class TestModel(_Strict):
     expect: Literal["fires", "no_alert"] | ExpectModel
 
 
-class RuleModel(_Strict):
-    id: str
-    title: str = Field(min_length=1, max_length=200)
-    severity: Literal["info", "low", "medium", "high", "critical"]
-    description: str = ""
-    runbook: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    metadata: dict[str, str] = Field(default_factory=dict)
+class RuleModel(RuleHeaderModel):
     match: dict[str, Any] | None = None
     filter_pattern: str | None = None
     threshold: ThresholdModel | None = None
     realert: Duration | None = None
     group_by: list[str] = Field(default_factory=list, max_length=5)
     tests: list[TestModel] = Field(default_factory=list)
-
-    @field_validator("id")
-    @classmethod
-    def _kebab(cls, v: str) -> str:
-        if not _ID.match(v) or len(v) > 64:
-            raise ValueError(f'invalid rule id "{v}" (kebab-case: lowercase words and digits)')
-        return v
-
-    @field_validator("runbook")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://\S+$", v):
-            raise ValueError(f'runbook must be an http(s) URL, got "{v[:60]}"')
-        return v
 
 
 def _path(text: str) -> FieldPath:

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from veilleur.model import Severity
 from veilleur.rules.alarm import AlarmSpec, AlarmState, Comparison, TreatMissing, evaluate
+from veilleur.rules.header import RuleHeaderModel, StrictModel
 from veilleur.validation import Duration, pydantic_messages
 
 MAX_DAY = 86_400  # period x evaluation_periods, seconds (PutMetricAlarm)
@@ -27,7 +28,6 @@ MAX_EXPRESSION_METRICS = 10  # metrics in one alarm's math expression
 MAX_DIMENSIONS = 30
 MAX_EXPRESSION_CHARS = 2048
 QUERY_ID = re.compile(r"^[a-z][a-zA-Z0-9_]*$")  # MetricDataQuery.Id
-_RULE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")  # same as the event-rule loader's
 _STATS = ("Average", "Sum", "Minimum", "Maximum", "SampleCount")
 _PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d{1,2})?|100(\.0{1,2})?)$")
 # A lowercase-start identifier not glued to a word or a number: an id in an expression.
@@ -38,8 +38,7 @@ _UNSUPPORTED = ("SEARCH", "SELECT", "INSIGHT_RULE_METRIC", "ANOMALY_DETECTION_BA
 # -- the model (the config edge) -------------------------------------------------------------
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = StrictModel
 
 
 def _check_statistic(value: str) -> str:
@@ -142,31 +141,10 @@ class MetricTestModel(_Strict):
     expect: Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
 
 
-class MetricRuleModel(_Strict):
-    id: str
-    title: str = Field(min_length=1, max_length=200)
-    severity: Literal["info", "low", "medium", "high", "critical"]
-    description: str = ""
-    runbook: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    metadata: dict[str, str] = Field(default_factory=dict)
+class MetricRuleModel(RuleHeaderModel):
     notify_insufficient_data: bool = False
     metric: MetricModel
     tests: list[MetricTestModel] = Field(default_factory=list)
-
-    @field_validator("id")
-    @classmethod
-    def _kebab(cls, v: str) -> str:
-        if not _RULE_ID.match(v) or len(v) > 64:
-            raise ValueError(f'invalid rule id "{v}" (kebab-case: lowercase words and digits)')
-        return v
-
-    @field_validator("runbook")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://\S+$", v):
-            raise ValueError(f'runbook must be an http(s) URL, got "{v[:60]}"')
-        return v
 
 
 # -- the compiled rule -------------------------------------------------------------------------

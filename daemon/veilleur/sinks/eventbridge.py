@@ -11,12 +11,11 @@ come back as RETRYABLE/PERMANENT results, so the outbox retries only those.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from veilleur.alerts import Alert, AlertKind
 from veilleur.notify import render
-from veilleur.sinks.base import DeliveryResult, Outcome
+from veilleur.sinks.base import DeliveryResult, Entry, Outcome, batches
 from veilleur.sinks.errors import classify_eventbridge_entry, classify_exception, short_error
 
 DETAIL_TYPE_ALERT = "Veilleur Alert"
@@ -48,13 +47,6 @@ def _resources(alert: Alert) -> list[str]:
         if r.startswith("arn:") and len(r) <= MAX_ARN_CHARS and r.isprintable() and r.isascii()
     ]
     return list(dict.fromkeys(arns))[:MAX_RESOURCES]
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    index: int
-    request: dict[str, Any]
-    size: int
 
 
 class EventBridgeSink:
@@ -102,7 +94,7 @@ class EventBridgeSink:
 
     def deliver(self, alerts: Sequence[Alert]) -> list[DeliveryResult]:
         results: list[DeliveryResult | None] = [None] * len(alerts)
-        entries: list[_Entry] = []
+        entries: list[Entry] = []
         for i, alert in enumerate(alerts):
             try:
                 request = self.entry(alert)
@@ -113,13 +105,13 @@ class EventBridgeSink:
                     short_error(f"render failed: {type(exc).__name__}", str(exc)),
                 )
                 continue
-            entries.append(_Entry(i, request, entry_size(request)))
-        for batch in _batches(entries):
+            entries.append(Entry(i, request, entry_size(request)))
+        for batch in batches(entries, MAX_BATCH_ENTRIES, MAX_REQUEST_BYTES):
             self._put(batch, alerts, results)
         return [r for r in results if r is not None]
 
     def _put(
-        self, batch: list[_Entry], alerts: Sequence[Alert], results: list[DeliveryResult | None]
+        self, batch: list[Entry], alerts: Sequence[Alert], results: list[DeliveryResult | None]
     ) -> None:
         try:
             response = self._client.put_events(Entries=[e.request for e in batch])
@@ -146,19 +138,3 @@ class EventBridgeSink:
                 results[e.index] = DeliveryResult(nid, Outcome.DELIVERED)
             else:
                 results[e.index] = DeliveryResult(nid, Outcome.RETRYABLE, "entry without EventId")
-
-
-def _batches(entries: Sequence[_Entry]) -> list[list[_Entry]]:
-    """Consecutive groups of at most 10 entries and 256 KB."""
-    batches: list[list[_Entry]] = []
-    current: list[_Entry] = []
-    size = 0
-    for entry in entries:
-        if current and (len(current) == MAX_BATCH_ENTRIES or size + entry.size > MAX_REQUEST_BYTES):
-            batches.append(current)
-            current, size = [], 0
-        current.append(entry)
-        size += entry.size
-    if current:
-        batches.append(current)
-    return batches

@@ -26,7 +26,7 @@ from typing import Any
 from veilleur.alerts import Alert
 from veilleur.model import Severity
 from veilleur.notify import render
-from veilleur.sinks.base import DeliveryResult, Outcome
+from veilleur.sinks.base import DeliveryResult, Entry, Outcome, batches
 from veilleur.sinks.errors import classify_exception, classify_sns_entry, short_error
 
 MAX_BATCH_ENTRIES = 10
@@ -49,13 +49,6 @@ class TopicRouting:
 
     def topic_for(self, severity: Severity) -> str | None:
         return self.by_severity.get(severity, self.default)
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    index: int  # position of the alert in deliver()'s input
-    request: dict[str, Any]
-    size: int  # bytes SNS counts against the batch limit
 
 
 def _attributes(alert: Alert) -> dict[str, dict[str, str]]:
@@ -82,22 +75,6 @@ def _json_message(alert: Alert) -> str:
         if budget <= render.ALERT_JSON_MIN_BYTES:
             raise ValueError("message does not fit in 256 KB")  # not with a bounded e-mail
         budget = max(budget // 2, render.ALERT_JSON_MIN_BYTES)
-
-
-def _batches(entries: Sequence[_Entry]) -> list[list[_Entry]]:
-    """Consecutive groups of at most 10 entries and 256 KB."""
-    batches: list[list[_Entry]] = []
-    current: list[_Entry] = []
-    size = 0
-    for entry in entries:
-        if current and (len(current) == MAX_BATCH_ENTRIES or size + entry.size > MAX_MESSAGE_BYTES):
-            batches.append(current)
-            current, size = [], 0
-        current.append(entry)
-        size += entry.size
-    if current:
-        batches.append(current)
-    return batches
 
 
 class SnsSink:
@@ -137,7 +114,7 @@ class SnsSink:
 
     def deliver(self, alerts: Sequence[Alert]) -> list[DeliveryResult]:
         results: list[DeliveryResult | None] = [None] * len(alerts)
-        by_topic: dict[str, list[_Entry]] = {}
+        by_topic: dict[str, list[Entry]] = {}
         for i, alert in enumerate(alerts):
             topic = self._routing.topic_for(alert.severity)
             if topic is None:
@@ -156,16 +133,16 @@ class SnsSink:
                     short_error(f"render failed: {type(exc).__name__}", str(exc)),
                 )
                 continue
-            by_topic.setdefault(topic, []).append(_Entry(i, request, _size(request)))
+            by_topic.setdefault(topic, []).append(Entry(i, request, _size(request)))
         for topic, entries in by_topic.items():
-            for batch in _batches(entries):
+            for batch in batches(entries, MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES):
                 self._publish(topic, batch, alerts, results)
         return [r for r in results if r is not None]
 
     def _publish(
         self,
         topic: str,
-        batch: list[_Entry],
+        batch: list[Entry],
         alerts: Sequence[Alert],
         results: list[DeliveryResult | None],
     ) -> None:
