@@ -247,14 +247,17 @@ class Watch:
         ):
             for _ in range(n):
                 m.observe_aws_call("LookupEvents", t.account, t.region, call_outcome)
-        for rule_id, n in self.engine.stats.matches.items():
+        with self._lock:  # the engine's counters are shared by every source's tick
+            matches = dict(self.engine.stats.matches)
+            suppressed = dict(self.engine.stats.suppressed)
+            self.engine.stats.matches.clear()
+            self.engine.stats.suppressed.clear()
+        for rule_id, n in matches.items():
             if n:
                 m.observe_match(rule_id, n)
-        self.engine.stats.matches.clear()
-        for rule_id, n in self.engine.stats.suppressed.items():
+        for rule_id, n in suppressed.items():
             for _ in range(n):
                 m.observe_suppressed(rule_id, SuppressReason.REALERT)
-        self.engine.stats.suppressed.clear()
         for reason in result.invalid[:20]:
             bound.warning("invalid_event", reason=reason)
         for a in alerts:
