@@ -86,9 +86,7 @@ def build_sources(
     if not m.cloudtrail.enabled:
         return []
     plan = plan_for(cfg.rules)
-    settings = PollSettings(
-        lateness=m.cloudtrail.lateness, max_pages=m.cloudtrail.max_pages_per_poll
-    )
+    settings = poll_settings(cfg)
     sources = []
     for p in places:
         t = p.target
@@ -101,6 +99,16 @@ def build_sources(
         poller = CloudTrailPoller(client, t, plan, pacer, settings)
         sources.append(Source(key=f"cloudtrail/{t.account}/{t.region}", poller=poller))
     return sources
+
+
+def poll_settings(cfg: Config) -> PollSettings:
+    ct = cfg.model.cloudtrail
+    return PollSettings(
+        lateness=ct.lateness,
+        max_pages=ct.max_pages_per_poll,
+        sweep_lateness=ct.sweep_lateness or None,
+        sweep_interval=ct.sweep_interval,
+    )
 
 
 def build_metric_sources(
@@ -143,7 +151,8 @@ def build_watch(
 ) -> Watch:
     m = cfg.model
     places = resolve_places(cfg, factory)
-    engine = Engine(cfg.rules, lateness=m.cloudtrail.lateness)
+    lookback = poll_settings(cfg).lookback  # how late an event may still be read
+    engine = Engine(cfg.rules, lateness=lookback)
     gate = StormGate(
         StormLimits(
             per_rule=m.notify.max_alerts_per_rule,
@@ -162,7 +171,7 @@ def build_watch(
         sinks=build_sinks(cfg, factory),
         metrics=metrics,
         policy=policy,
-        lateness=m.cloudtrail.lateness,
+        lateness=lookback,
         clock=clocks.now,
         metric_rules=cfg.metric_rules,
         metric_sources=build_metric_sources(cfg, factory, places),

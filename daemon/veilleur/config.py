@@ -62,6 +62,18 @@ class CloudTrailConfig(_Strict):
     lateness: Duration = Field(default=timedelta(minutes=15))
     max_requests_per_second: float = Field(default=1.5, gt=0, le=2.0)
     max_pages_per_poll: int = Field(default=200, ge=1)
+    # Every sweep_interval, also re-read [now - sweep_lateness, now - lateness) for events
+    # shown later than `lateness`; 0s disables.
+    sweep_lateness: Duration = Field(default=timedelta(hours=1))
+    sweep_interval: Duration = Field(default=timedelta(minutes=5))
+
+    @model_validator(mode="after")
+    def _sweep(self) -> CloudTrailConfig:
+        if self.sweep_lateness and self.sweep_lateness <= self.lateness:
+            raise ValueError(
+                "sweep_lateness must be longer than lateness (or 0s to disable the late sweep)"
+            )
+        return self
 
 
 class CloudWatchConfig(_Strict):

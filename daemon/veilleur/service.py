@@ -279,6 +279,9 @@ class Watch:
             "throttles": result.throttles,
             "alerts": len(alerts),
         }
+        fields["swept"] = result.swept
+        if result.sweep_error:
+            bound.warning("late_sweep_failed", error=result.sweep_error)
         if result.complete:
             bound.info("poll", **fields)
         else:

@@ -112,3 +112,53 @@ def test_overlapping_polls_never_alert_twice(pipeline, emulator, clock, receive_
         )
         > 5
     )
+
+
+def test_events_later_than_lateness_are_caught_by_the_late_sweep(
+    tmp_path: Path, emulator, clock, sns_topic_to_queue, bus_rule_to_queue, receive_until
+) -> None:
+    topic = sns_topic_to_queue("late")
+    bus = bus_rule_to_queue("late")
+    p = open_pipeline(
+        write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock
+    )
+    t0 = clock.now()
+    # Four failures on time, the fifth shown 25 minutes late: past the 15-minute lateness.
+    emulator.add_events(
+        [failed_login(t0 + timedelta(seconds=20 * i), i) for i in range(4)], delay=60
+    )
+    emulator.add_events([failed_login(t0 + timedelta(seconds=80), 4)], delay=25 * 60)
+    p.run_for(24 * 60)
+    assert receive_until(topic.queue_url, 1, deadline=0.5) == []
+    p.run_for(8 * 60)  # visible at +25m; the sweep (every 5m) reads it
+    docs = [
+        d for d in sns_docs(receive_until(topic.queue_url, 5, deadline=5)) if d["rule_id"] == RULE
+    ]
+    assert len(docs) == 1
+    assert docs[0]["count"] == 5
+    p.run_for(10 * 60)  # later sweeps see it again and drop it as seen
+    assert receive_until(topic.queue_url, 1, deadline=0.5) == []
+    p.store.close()
+
+
+def test_without_the_sweep_such_a_late_event_is_out_of_reach(
+    tmp_path: Path, emulator, clock, sns_topic_to_queue, bus_rule_to_queue, receive_until
+) -> None:
+    topic = sns_topic_to_queue("nosweep")
+    bus = bus_rule_to_queue("nosweep")
+    cfg = write_config(
+        tmp_path,
+        topic.topic_arn,
+        bus.bus_name,
+        ["builtin:essentials"],
+        extra={"cloudtrail": {"lateness": "15m", "sweep_lateness": "0s"}},
+    )
+    p = open_pipeline(cfg, clock)
+    t0 = clock.now()
+    emulator.add_events(
+        [failed_login(t0 + timedelta(seconds=20 * i), i) for i in range(4)], delay=60
+    )
+    emulator.add_events([failed_login(t0 + timedelta(seconds=80), 4)], delay=25 * 60)
+    p.run_for(32 * 60)
+    assert receive_until(topic.queue_url, 1, deadline=0.5) == []
+    p.store.close()

@@ -140,3 +140,16 @@ def test_example_config_in_repo_is_valid() -> None:
     root = Path(__file__).resolve().parents[2]
     cfg = load_config(root / "config" / "veilleur.example.yaml")
     assert cfg.rules
+
+
+def test_sweep_must_look_further_back_than_lateness() -> None:
+    msgs = errors_of(
+        parse_config, {"cloudtrail": {"lateness": "30m", "sweep_lateness": "20m"}}, "c.yaml"
+    )
+    assert "sweep_lateness must be longer than lateness" in msgs[0]
+    assert (
+        parse_config(
+            {"cloudtrail": {"sweep_lateness": "0s"}}
+        ).cloudtrail.sweep_lateness.total_seconds()
+        == 0
+    )

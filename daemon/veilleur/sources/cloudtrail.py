@@ -42,15 +42,19 @@ class SourceState:
 
     watermark: datetime | None = None
     seen: dict[str, float] = field(default_factory=dict)  # EventId -> eventTime (epoch s)
+    last_sweep: datetime | None = None  # in memory only: a restart sweeps at once
 
     def apply(self, result: PollResult, lateness: timedelta) -> list[str]:
-        """After a committed poll: remember new ids, move the watermark, forget old ids.
+        """After a committed poll: remember new ids, move the watermark, forget old ids
+        (``lateness`` is the longest look-back, the late sweep's when there is one).
         Returns the ids pruned."""
         for event in result.events:
             self.seen[event.event_id] = event.event_time.timestamp()
         self.seen.update(result.invalid_ids)
         if result.watermark is not None:
             self.watermark = result.watermark
+        if result.swept:
+            self.last_sweep = result.window_end
         if self.watermark is None:
             return []
         # An id can come back only while its eventTime is inside a future window.
@@ -78,6 +82,8 @@ class PollResult:
     invalid_ids: dict[str, float] = field(default_factory=dict)
     error: str | None = None  # why the poll stopped early
     permanent: bool = False  # the error will not go away by itself (access denied)
+    swept: bool = False  # the late sweep ran to completion in this poll
+    sweep_error: str | None = None
 
 
 class PollError(Exception):
@@ -94,6 +100,16 @@ class PollSettings:
     page_retries: int = 6
     backoff_base: float = 1.0
     backoff_cap: float = 20.0
+    # The late sweep: every ``sweep_interval``, once the main window is read, also read
+    # ``[now - sweep_lateness, window start)`` for events LookupEvents showed later than
+    # ``lateness`` (AWS documents no bound). None disables it.
+    sweep_lateness: timedelta | None = timedelta(hours=1)
+    sweep_interval: timedelta = timedelta(minutes=5)
+
+    @property
+    def lookback(self) -> timedelta:
+        """How far back an event can still be read: seen ids and windows live this long."""
+        return max(self.lateness, self.sweep_lateness or self.lateness)
 
 
 class CloudTrailPoller:
@@ -139,8 +155,39 @@ class CloudTrailPoller:
             result.permanent = exc.permanent
         except _Budget:
             result.error = f"page budget of {self.settings.max_pages} reached"
+        if result.complete and self._sweep_due(state, now):
+            self._sweep(start, now, state, found, result)
         result.events = sorted(found.values(), key=lambda e: (e.event_time, e.event_id))
         return result
+
+    def _sweep_due(self, state: SourceState, now: datetime) -> bool:
+        s = self.settings
+        if s.sweep_lateness is None or s.sweep_lateness <= s.lateness:
+            return False
+        return state.last_sweep is None or now - state.last_sweep >= s.sweep_interval
+
+    def _sweep(
+        self,
+        window_start: datetime,
+        now: datetime,
+        state: SourceState,
+        found: dict[str, TrailEvent],
+        result: PollResult,
+    ) -> None:
+        """Read ``[now - sweep_lateness, window_start)``; its failure never holds back the
+        watermark (the main window was read), it is reported and tried again next poll."""
+        assert self.settings.sweep_lateness is not None
+        start = now - self.settings.sweep_lateness
+        try:
+            slice_start = start
+            while slice_start < window_start:
+                slice_end = min(window_start, slice_start + self.settings.slice_length)
+                for lookup in self.plan.lookups:
+                    self._read(lookup, slice_start, slice_end, state.seen, found, result)
+                slice_start = slice_end
+            result.swept = True
+        except PollError as exc:
+            result.sweep_error = str(exc)
 
     # -- one query over one slice, every page ---------------------------------------------
     def _read(
