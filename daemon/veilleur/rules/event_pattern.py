@@ -44,6 +44,9 @@ class _Leaf:
     str_tests: tuple[Test, ...]
     num_tests: tuple[Test, ...]
     any_tests: tuple[Test, ...]  # anything-but: see every kind of leaf value
+    # Every string this leaf can match starts with one of these (exact values and
+    # case-sensitive prefixes only), or None: the engine indexes prefix rules with it.
+    prefixes: frozenset[str] | None = None
 
     @property
     def on_missing(self) -> bool:
@@ -138,6 +141,30 @@ class _Object:
                     stack.append(item)
         return not seen_object and self.on_missing
 
+    def required_prefixes(self, path: tuple[str, ...]) -> frozenset[str] | None:
+        """Sound like ``required_values``: a matching value starts with one of these."""
+        if not path:
+            return None
+        for key, child in self.fields:
+            if key != path[0]:
+                continue
+            if isinstance(child, _Leaf):
+                pinned = child.prefixes if len(path) == 1 else None
+            else:
+                pinned = child.required_prefixes(path[1:])
+            if pinned is not None:
+                return pinned  # every constraint must hold: any one of them is sound
+        for group in self.ors:
+            union: set[str] = set()
+            for branch in group:
+                branch_pins = branch.required_prefixes(path)
+                if branch_pins is None:
+                    break
+                union |= branch_pins
+            else:
+                return frozenset(union)
+        return None
+
     def required_values(self, path: tuple[str, ...]) -> frozenset[Scalar] | None:
         if not path:
             return None
@@ -178,6 +205,9 @@ class EventPattern:
 
     def required_values(self, path: tuple[str, ...]) -> frozenset[Scalar] | None:
         return self.root.required_values(path)
+
+    def required_prefixes(self, path: tuple[str, ...]) -> frozenset[str] | None:
+        return self.root.required_prefixes(path)
 
 
 def compile_event_pattern(pattern: object) -> EventPattern:
@@ -235,8 +265,17 @@ def _compile_leaf(values: list[Any], where: str) -> _Leaf:
     consts: set[bool | None] = set()
     tests: dict[str, list[Test]] = {"str": [], "num": [], "any": []}
     exists: set[bool] = set()
+    prefixes: set[str] | None = set()
     for i, value in enumerate(values):
         here = f"{where}[{i}]"
+        if prefixes is not None:
+            if isinstance(value, str):
+                prefixes.add(value)
+            elif isinstance(value, Mapping) and set(value) == {"prefix"}:
+                operand = value["prefix"]
+                prefixes = prefixes | {operand} if isinstance(operand, str) else None
+            else:
+                prefixes = None
         if isinstance(value, str):
             strings.add(value)
         elif value is None or isinstance(value, bool):
@@ -275,6 +314,7 @@ def _compile_leaf(values: list[Any], where: str) -> _Leaf:
         str_tests=tuple(tests["str"]),
         num_tests=tuple(tests["num"]),
         any_tests=tuple(tests["any"]),
+        prefixes=None if prefixes is None else frozenset(prefixes),
     )
 
 
