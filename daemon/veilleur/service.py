@@ -126,12 +126,9 @@ class Watch:
                 src.state.seen = dict.fromkeys(self.store.seen_ids(src.key, now), ts)
 
     def _restore_core(self) -> None:
-        engine_state = self.store.engine_state(ENGINE_KEY)
-        if engine_state is not None:
-            self.engine.load_state(engine_state)
-        storm_state = self.store.engine_state(STORM_KEY)
-        if storm_state is not None:
-            self.gate.load_state(storm_state)
+        """Windows and storm state as last committed (empty if nothing was)."""
+        self.engine.load_state(self.store.engine_state(ENGINE_KEY) or {})
+        self.gate.load_state(self.store.engine_state(STORM_KEY) or {})
 
     # -- one tick of one source ------------------------------------------------------------
     def tick(self, source: Source) -> TickReport:

@@ -147,3 +147,50 @@ def test_sinks_down_then_back_deliver_the_backlog_once(
     assert p.metrics.value("veilleur_outbox_depth", sink="security-topic") == 0
     proxy.close()
     p.store.close()
+
+
+def test_a_failed_commit_is_replayed_without_double_counting(
+    tmp_path: Path, clock, emulator, sns_topic_to_queue, bus_rule_to_queue, receive_until
+) -> None:
+    from veilleur.store.types import StoreError
+
+    topic = sns_topic_to_queue("t")
+    bus = bus_rule_to_queue("b")
+    p = open_pipeline(
+        write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock
+    )
+    t0 = clock.now()
+    # Three failures visible at once, two more a few minutes later.
+    emulator.add_events([failed_login(t0 + timedelta(seconds=i), i) for i in range(3)], delay=5)
+    emulator.add_events(
+        [failed_login(t0 + timedelta(seconds=i), i) for i in range(3, 5)], delay=150
+    )
+    clock.advance(60)
+    real_commit = p.store.commit_tick
+    failures = []
+
+    def flaky_commit(tick):  # the disk is full once: the whole tick must be replayed
+        if not failures:
+            failures.append(tick)
+            raise StoreError("disk I/O error (injected)")
+        return real_commit(tick)
+
+    p.store.commit_tick = flaky_commit  # type: ignore[method-assign]
+    (first,) = p.tick()
+    assert not first.ok and "commit failed" in (first.error or "")
+    assert failures and not failures[0].notifications  # 3 of 5: nothing to send yet
+    assert p.watch.sources[0].state.watermark is None
+    clock.advance(120)
+    (second,) = p.tick()
+    assert second.ok
+    p.watch.drain()
+    docs = [
+        d for d in sns_docs(receive_until(topic.queue_url, 5, deadline=3)) if d["rule_id"] == RULE
+    ]
+    assert len(docs) == 1
+    # The failed tick's three matches were forgotten, not counted twice: the window holds
+    # five distinct events and closes on the fifth.
+    assert docs[0]["count"] == 5
+    assert len(set(docs[0]["sample_event_ids"])) == 5
+    assert docs[0]["last_seen"].endswith(":04Z")
+    p.store.close()

@@ -275,6 +275,8 @@ class Engine:
 
     def load_state(self, data: Mapping[str, Any]) -> None:
         """Restore windows; rules that no longer exist are dropped, new rules start empty."""
+        for windows in self._windows.values():
+            windows.clear()  # the blob replaces the state: nothing of the current one remains
         if data.get("version") != STATE_VERSION:
             return
         for rule_id, groups in data.get("rules", {}).items():
