@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("dead-letters", help="list notifications given up on (from the store)")
     sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument(
+        "--requeue",
+        nargs="*",
+        metavar="NOTIFICATION_ID",
+        help="send them again (all, or the ids given), with the same notification ids",
+    )
     sp.add_argument("--format", choices=["table", "json"], default="table")
     with_config(sp)
 
@@ -185,6 +191,13 @@ def _dead_letters(args: argparse.Namespace) -> int:
     path = state_path(load_config(args.config))
     if not path.exists():
         print(f"no state file at {path}: nothing dead-lettered yet", file=sys.stderr)
+        return EXIT_OK
+    if args.requeue is not None:
+        from veilleur.service import utcnow
+
+        with SqliteStore.open(path) as store:
+            n = store.requeue_dead(utcnow(), args.requeue)
+        print(f"{n} dead letter(s) queued again; the running daemon delivers them next drain")
         return EXIT_OK
     with SqliteStore.open(path, readonly=True) as store:
         rows = store.dead_letters(args.limit)

@@ -149,6 +149,7 @@ class LogConfig(_Strict):
 
 class ConfigModel(_Strict):
     rules: list[str] = Field(default_factory=lambda: ["builtin:cis", "builtin:essentials"])
+    disable: list[str] = Field(default_factory=list)  # rule ids not to run (e.g. pack overlaps)
     state_dir: str = "/var/lib/veilleur"
     regions: list[str] = Field(default_factory=lambda: ["us-east-1"])
     accounts: list[AccountConfig] = Field(default_factory=lambda: [AccountConfig()])
@@ -222,4 +223,16 @@ def load_config(path: Path | None) -> Config:
                 raise ConfigError(exc.messages + rule_exc.messages) from exc
         raise
     found = load_rule_set(model.rules, base_dir=base)
-    return Config(model=model, rules=found.events, path=path, metric_rules=found.metrics)
+    known = {rule_id for rule_id, _ in found.all_ids}
+    unknown = [r for r in model.disable if r not in known]
+    if unknown:
+        raise ConfigError(
+            [f"{origin}: disable: unknown rule id {r!r} (not in any rule source)" for r in unknown]
+        )
+    off = set(model.disable)
+    return Config(
+        model=model,
+        rules=tuple(r for r in found.events if r.id not in off),
+        path=path,
+        metric_rules=tuple(r for r in found.metrics if r.id not in off),
+    )

@@ -37,6 +37,8 @@ def config_summary(cfg: Config, out: TextIO) -> None:
     out.write("  by severity: " + ", ".join(f"{k} {v}" for k, v in sorted(by_sev.items())) + "\n")
     by_type = Counter(rule_type(r) for r in every)
     out.write("  by type: " + ", ".join(f"{k} {v}" for k, v in sorted(by_type.items())) + "\n")
+    if m.disable:
+        out.write(f"  disabled: {', '.join(m.disable)}\n")
     tests = sum(len(r.tests) for r in rules) + sum(len(r.tests) for r in cfg.metric_rules)
     out.write(f"  test cases: {tests}\n")
     accounts = [a.id or "(ambient credentials)" for a in m.accounts]

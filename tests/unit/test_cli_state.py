@@ -37,6 +37,16 @@ def test_dead_letters_are_listed(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert line["sink"] == "sns" and "AuthorizationError" in line["error"]
     assert main(["dead-letters", "-c", str(cfg)]) == 0
     assert "1 dead letter(s)" in capsys.readouterr().out
+    # Re-queued: pending again, same notification id, age and attempts restarted.
+    assert main(["dead-letters", "-c", str(cfg), "--requeue", alert.notification_id]) == 0
+    assert "1 dead letter(s) queued again" in capsys.readouterr().out
+    with SqliteStore.open(tmp_path / "state" / "veilleur.sqlite3") as store:
+        assert store.dead_letters(10) == []
+        (again,) = store.due(datetime.now(tz=UTC) + timedelta(seconds=1), 10)
+        assert again.notification_id == alert.notification_id
+        assert again.attempts == 0
+    assert main(["dead-letters", "-c", str(cfg), "--requeue"]) == 0
+    assert "0 dead letter(s) queued again" in capsys.readouterr().out
 
 
 def test_no_state_yet_is_not_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

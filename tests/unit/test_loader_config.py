@@ -153,3 +153,14 @@ def test_sweep_must_look_further_back_than_lateness() -> None:
         ).cloudtrail.sweep_lateness.total_seconds()
         == 0
     )
+
+
+def test_disable_removes_rules_and_rejects_unknown_ids(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "veilleur.yaml"
+    cfg_file.write_text("rules: [builtin:cis, builtin:essentials]\ndisable: [cis-root-usage]\n")
+    ids = {r.id for r in load_config(cfg_file).rules}
+    assert "cis-root-usage" not in ids
+    assert "root-console-login" in ids
+    cfg_file.write_text("rules: [builtin:cis]\ndisable: [cis-root-usage, no-such-rule]\n")
+    msgs = errors_of(load_config, cfg_file)
+    assert msgs == [f"{cfg_file}: disable: unknown rule id 'no-such-rule' (not in any rule source)"]

@@ -309,6 +309,22 @@ class SqliteStore:
                 (_ts(now), error[:_MAX_ERROR_CHARS], id),
             )
 
+    def requeue_dead(self, now: datetime, notification_ids: Sequence[str] = ()) -> int:
+        """Give dead-lettered rows (all, or those of ``notification_ids``) another life: pending
+        now, attempts and age restarted, the same notification id. Returns the rows revived."""
+        with self._transaction("re-queueing dead letters") as c:
+            query = (
+                "UPDATE outbox SET status = 'pending', attempts = 0, finished_at = NULL, "
+                "created_at = ?, next_attempt_at = ? WHERE status = 'dead'"
+            )
+            at = _ts(now)
+            if not notification_ids:
+                return c.execute(query, (at, at)).rowcount
+            revived = 0
+            for nid in notification_ids:
+                revived += c.execute(query + " AND notification_id = ?", (at, at, nid)).rowcount
+            return revived
+
     def stats(self, now: datetime) -> OutboxStats:
         with self._transaction("reading outbox stats", write=False) as c:
             rows = c.execute(
