@@ -374,6 +374,18 @@ def test_next_token_is_followed_and_partial_data_merged() -> None:
     assert (stats.calls, stats.queries, stats.metrics) == (2, 4, 4)
 
 
+def test_an_error_on_one_page_is_not_undone_by_a_later_complete_page() -> None:
+    batch = one_batch(metric_rule("cpu"))
+    stub = StubCloudWatch(
+        {"MetricDataResults": [result("m0", {}, "InternalError")], "NextToken": "page-2"},
+        {"MetricDataResults": [result("m0", {at(11, 45): 2.0})]},
+    )
+    cpu = CloudWatchSource(stub, PROD).fetch([batch]).data[("cpu", PROD.key)]
+    assert cpu.points == ()  # never five "missing" points
+    assert cpu.skipped == "InternalError for query m0"
+    assert cpu.retryable
+
+
 def test_partial_data_left_at_the_end_skips_the_rule_instead_of_reading_missing() -> None:
     batch = one_batch(metric_rule("cpu"), metric_rule("mem", "Memory"))
     stub = StubCloudWatch(
@@ -518,8 +530,28 @@ def test_each_source_fetches_its_own_target_and_metrics_are_recorded() -> None:
         return metrics.value(name, account=target.account, region=target.region, **labels)
 
     assert value("veilleur_metric_queries_total", PROD) == 2
+    assert value("veilleur_metrics_requested_total", PROD) == 2
     assert value("veilleur_metric_queries_total", DEV) == 0
     call = "veilleur_aws_api_calls_total"
     assert value(call, PROD, operation="GetMetricData", outcome="ok") == 1
     assert value(call, DEV, operation="GetMetricData", outcome="throttled") == 1
     assert value("veilleur_aws_throttles_total", DEV, operation="GetMetricData") == 1
+
+
+def test_billed_metrics_leave_expressions_out_and_count_every_page() -> None:
+    rule = metric_rule(
+        "error-rate",
+        expression="100 * errors / invocations",
+        metrics={"errors": lam("Errors"), "invocations": lam("Invocations")},
+    )
+    batch = one_batch(rule)
+    qid = batch.slots[0].query_id
+    stub = StubCloudWatch(
+        {"MetricDataResults": [result(qid, {}, "PartialData")], "NextToken": "page-2"},
+        {"MetricDataResults": [result(qid, {at(11, 45): 2.0})]},
+    )
+    metrics = Metrics()
+    record_fetch_metrics(metrics, CloudWatchSource(stub, PROD).fetch([batch]))
+    labels = {"account": PROD.account, "region": PROD.region}
+    assert metrics.value("veilleur_metric_queries_total", **labels) == 6  # 3 queries x 2 pages
+    assert metrics.value("veilleur_metrics_requested_total", **labels) == 4  # 2 inputs x 2 pages

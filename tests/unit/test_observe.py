@@ -53,6 +53,7 @@ METRIC_NAMES = [
     "veilleur_aws_api_calls_total",
     "veilleur_aws_throttles_total",
     "veilleur_metric_queries_total",
+    "veilleur_metrics_requested_total",
     "veilleur_alarm_state",
     "veilleur_config_reloads_total",
     "veilleur_rules_loaded",
@@ -198,11 +199,12 @@ def test_aws_throttled_call_counts_twice() -> None:
     op = {"operation": "LookupEvents", "account": ACCT, "region": REGION}
     m.observe_aws_call("LookupEvents", ACCT, REGION, "ok")
     m.observe_aws_call("LookupEvents", ACCT, REGION, "throttled")
-    m.observe_metric_queries(ACCT, REGION, 37)
+    m.observe_metric_queries(ACCT, REGION, 37, 30)
     assert m.value("veilleur_aws_api_calls_total", **op, outcome="ok") == 1
     assert m.value("veilleur_aws_api_calls_total", **op, outcome="throttled") == 1
     assert m.value("veilleur_aws_throttles_total", **op) == 1
     assert m.value("veilleur_metric_queries_total", account=ACCT, region=REGION) == 37
+    assert m.value("veilleur_metrics_requested_total", account=ACCT, region=REGION) == 30
 
 
 def test_process_metrics_and_exposition_text() -> None:

@@ -132,7 +132,14 @@ class Metrics:
             buckets=INGESTION_DELAY_BUCKETS,
         )
         self.metric_queries = counter(
-            "metric_queries_total", "GetMetricData queries requested.", ("account", "region")
+            "metric_queries_total",
+            "GetMetricData queries sent (metric and expression queries, every page).",
+            ("account", "region"),
+        )
+        self.metrics_requested = counter(
+            "metrics_requested_total",
+            "Metrics requested in GetMetricData calls (MetricStat queries): what CloudWatch bills.",
+            ("account", "region"),
         )
         # Rules and alerts
         self.rule_matches = counter("rule_matches_total", "Events a rule matched.", ("rule",))
@@ -216,8 +223,12 @@ class Metrics:
         for t in event_times:
             self.ingestion_delay.observe(max(0.0, now_s - epoch_seconds(t)))
 
-    def observe_metric_queries(self, account: str, region: str, queries: int) -> None:
+    def observe_metric_queries(
+        self, account: str, region: str, queries: int, metrics: int | None = None
+    ) -> None:
+        """Queries sent; ``metrics`` of them billed metrics (all of them when not given)."""
         self.metric_queries.labels(account, region).inc(queries)
+        self.metrics_requested.labels(account, region).inc(queries if metrics is None else metrics)
 
     # -- rules and alerts --------------------------------------------------------------------
     def observe_match(self, rule: str, n: int = 1) -> None:

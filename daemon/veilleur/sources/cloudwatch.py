@@ -226,14 +226,15 @@ class RuleData:
 
 @dataclass(frozen=True, slots=True)
 class FetchStats:
-    """API usage for one target: for ``veilleur_metric_queries_total`` and AWS call counts."""
+    """API usage for one target: for ``veilleur_metric_queries_total``,
+    ``veilleur_metrics_requested_total`` and AWS call counts (every page is a call)."""
 
     target: Target
     calls: int = 0  # requests answered, pages included
     throttles: int = 0
     errors: int = 0  # failed requests other than throttles
-    queries: int = 0  # MetricDataQuery entries sent
-    metrics: int = 0  # of which MetricStat (billed "metrics requested")
+    queries: int = 0  # MetricDataQuery entries sent, every page
+    metrics: int = 0  # of which MetricStat (billed "metrics requested"), every page
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,10 +316,10 @@ def fetch_all(sources: Iterable[CloudWatchSource], batches: Sequence[Batch]) -> 
 
 
 def record_fetch_metrics(metrics: Metrics, result: FetchResult) -> None:
-    """Queries requested and GetMetricData calls by outcome, per account and region."""
+    """Queries and billed metrics requested, GetMetricData calls by outcome, per target."""
     for s in result.stats.values():
         account, region = s.target.account, s.target.region
-        metrics.observe_metric_queries(account, region, s.queries)
+        metrics.observe_metric_queries(account, region, s.queries, s.metrics)
         for outcome, n in (
             (CallOutcome.OK, s.calls),
             (CallOutcome.THROTTLED, s.throttles),
@@ -347,7 +348,7 @@ class _Page:
     """What the pages of one batch said, merged: values by query id and epoch second."""
 
     values: dict[str, dict[float, float]] = field(default_factory=dict)
-    status: dict[str, str] = field(default_factory=dict)  # last status seen per id
+    status: dict[str, str] = field(default_factory=dict)  # worst status seen per id
     messages: dict[str, list[str]] = field(default_factory=dict)
     general: list[str] = field(default_factory=list)  # response-level Messages
     truncated: int = 0  # stopped following NextToken after this many pages
@@ -361,7 +362,10 @@ class _Page:
                 result.get("Timestamps", []), result.get("Values", []), strict=False
             ):
                 series[_epoch(ts)] = float(value)
-            self.status[qid] = str(result.get("StatusCode") or "Complete")
+            code = str(result.get("StatusCode") or "Complete")
+            # A later page may complete a PartialData answer, never undo an error.
+            if self.status.get(qid, "Complete") in ("Complete", "PartialData"):
+                self.status[qid] = code
             self.messages.setdefault(qid, []).extend(_messages(result.get("Messages")))
 
     def rule_data(self, batch: Batch, slot: Slot) -> RuleData:
