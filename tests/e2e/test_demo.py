@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import veilleur
 
 
-def test_demo_plays_the_whole_story() -> None:
+def test_demo_plays_the_whole_story(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     proc = subprocess.run(
         [sys.executable, "-m", "veilleur.cli", "demo"],
@@ -15,6 +18,7 @@ def test_demo_plays_the_whole_story() -> None:
         text=True,
         timeout=400,
         env=env,
+        cwd=tmp_path,  # as a user who cloned the project runs it: no ../shared beside
         check=False,
     )
     out = proc.stdout
@@ -31,4 +35,15 @@ def test_demo_plays_the_whole_story() -> None:
     ):
         assert f"✔ {rule}" in out
     assert "📱 SMS subscriber" in out and "⚙ EventBridge target" in out
+    assert "◀" in out and "reached email" in out  # each arrival says what it answers
+    assert "not in the story" not in out  # the background noise raised no alert
     assert "/metrics" in out
+
+
+def test_the_demo_ships_everything_it_plays() -> None:
+    """A clone has no ../shared: the demo and the emulator must not read it."""
+    package = Path(veilleur.__file__).parent
+    for folder in ("demo", "emulator"):
+        for source in (package / folder).glob("*.py"):
+            text = source.read_text("utf-8")
+            assert "shared" not in text and "invictus" not in text, source

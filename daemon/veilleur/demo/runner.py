@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -76,6 +77,8 @@ class Demo:
         self.rng = random.Random(2026)
         self.seen: dict[str, set[str]] = {"email": set(), "sms": set(), "bus": set()}
         self.stop = threading.Event()
+        self.t0 = time.monotonic()
+        self.played: dict[str, tuple[float, str]] = {}  # alert key -> (played at, step title)
 
     # -- the stage -------------------------------------------------------------------------
     def start_servers(self) -> None:
@@ -192,24 +195,29 @@ class Demo:
         now = datetime.now(tz=UTC).replace(second=0, microsecond=0)
         points, t = [], since
         while t <= now:
-            points.append((t, 22.0 + self.rng.random() * 5))
+            points.append((t, round(22.0 + self.rng.random() * 5, 1)))
             t += timedelta(minutes=1)
         self._put_cpu(points)
 
     def receive(self) -> None:
+        """What the subscribers got since the last look, printed alert by alert."""
+        arrived: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for who, url in self.q.items():
             resp = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
             for m in resp.get("Messages", []):
                 self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
                 body = json.loads(m["Body"])
-                if who == "bus":
-                    detail = body.get("detail", {})
-                    self.seen[who].add(_key(detail))
-                    show.event(body)
-                else:
-                    doc = json.loads(body["Message"])
-                    self.seen[who].add(_key(doc))
-                    (show.email if who == "email" else show.sms)(doc)
+                doc = body.get("detail", {}) if who == "bus" else json.loads(body["Message"])
+                key = _key(doc)
+                self.seen[who].add(key)
+                arrived.setdefault(key, []).append((who, body if who == "bus" else doc))
+        elapsed = time.monotonic() - self.t0
+        for key, messages in arrived.items():
+            played = self.played.get(key)
+            after = f", {elapsed - played[0]:.0f} s after: {played[1]}" if played else ""
+            print(f"\n◀ +{elapsed:.0f}s  {key} reached {', '.join(w for w, _ in messages)}{after}")
+            for who, doc in messages:
+                {"email": show.email, "sms": show.sms, "bus": show.event}[who](doc)
 
 
 def _key(doc: dict[str, Any]) -> str:
@@ -223,8 +231,10 @@ def run_demo() -> int:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
-    with tempfile.TemporaryDirectory(prefix="veilleur-demo-") as d:
-        demo = Demo(Path(d))
+    workdir = Path(tempfile.mkdtemp(prefix="veilleur-demo-"))
+    code = 1
+    try:
+        demo = Demo(workdir)
         print("veilleur demo: local stand-ins for AWS, the real daemon, the reference story.")
         demo.start_servers()
         demo.create_topology()
@@ -235,7 +245,7 @@ def run_demo() -> int:
         print(f"  daemon: veilleur run -c {config}  (log: {demo.log_path})")
         print(f"  metrics while it runs: http://127.0.0.1:{demo.metrics_port}/metrics")
         try:
-            return _play(demo, proc)
+            code = _play(demo, proc)
         finally:
             demo.stop.set()
             if proc.poll() is None:
@@ -246,6 +256,12 @@ def run_demo() -> int:
                     proc.kill()
             demo.emulator.stop()
             demo.moto.stop()
+        return code
+    finally:
+        if code == 0:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:  # what went wrong stays readable
+            print(f"The daemon's log and state are kept in {workdir}")
 
 
 def _play(demo: Demo, proc: subprocess.Popen[bytes]) -> int:
@@ -261,7 +277,8 @@ def _play(demo: Demo, proc: subprocess.Popen[bytes]) -> int:
     print("  and the web fleet's CPU above 80 % in 3 of the last 5 minutes, then back to normal.")
     pending = list(steps)
     calmed = False
-    t0 = time.monotonic()
+    t0 = demo.t0 = time.monotonic()
+    demo.played[f"{METRIC_RULE} -> ALARM"] = (0.0, "CPU above 80 % in 3 of the last 5 minutes")
     while time.monotonic() - t0 < DEADLINE_SECONDS:
         if proc.poll() is not None:
             print(f"\nthe daemon exited with {proc.returncode}; see {demo.log_path}")
@@ -269,11 +286,13 @@ def _play(demo: Demo, proc: subprocess.Popen[bytes]) -> int:
         elapsed = time.monotonic() - t0
         while pending and pending[0].at <= elapsed:
             step = pending.pop(0)
-            print(f"\n▶ +{elapsed:.0f}s {step.title}")
+            print(f"\n▶ +{elapsed:.0f}s  played: {step.title}")
+            demo.played.update((k, (elapsed, step.title)) for k in step.expect)
             demo.emulator.add_events(list(step.records), delay=demo.rng.uniform(4.0, 10.0))
         demo.receive()
         if not calmed and f"{METRIC_RULE} -> ALARM" in demo.seen["email"]:
             demo.calm_cpu(minute)  # one calm minute after the breach resolves the alarm
+            demo.played[f"{METRIC_RULE} -> OK"] = (time.monotonic() - t0, "the CPU calms down")
             calmed = True
         elif calmed:
             demo.calm_cpu(minute)
@@ -283,7 +302,8 @@ def _play(demo: Demo, proc: subprocess.Popen[bytes]) -> int:
     rows = [
         (k, k in demo.seen["email"], k in demo.seen["sms"], k in demo.seen["bus"]) for k in expected
     ]
-    ok = show.verdict(rows)
+    unexpected = sorted(set().union(*demo.seen.values()) - set(expected))
+    ok = show.verdict(rows, unexpected)
     print(
         f"Metrics were at http://127.0.0.1:{demo.metrics_port}/metrics; "
         f"the demo took {time.monotonic() - t0:.0f} s."

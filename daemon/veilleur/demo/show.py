@@ -51,7 +51,12 @@ def event(evt: dict[str, Any], out: TextIO = sys.stdout) -> None:
     _box("⚙ EventBridge target (lockdown automation queue)", "\n".join(lines), out)
 
 
-def verdict(rows: Sequence[tuple[str, bool, bool, bool]], out: TextIO = sys.stdout) -> bool:
+def verdict(
+    rows: Sequence[tuple[str, bool, bool, bool]],
+    unexpected: Sequence[str] = (),
+    out: TextIO = sys.stdout,
+) -> bool:
+    """Expected alerts by subscriber; alerts nobody expected are listed (false positives)."""
     out.write("\nVerdict: expected alert -> email / SMS / EventBridge\n")
     ok = True
     for key, e, s, b in rows:
@@ -61,6 +66,8 @@ def verdict(rows: Sequence[tuple[str, bool, bool, bool]], out: TextIO = sys.stdo
             f"  {mark} {key:<46} {'yes' if e else 'NO ':<5}{'yes' if s else 'NO ':<5}"
             f"{'yes' if b else 'NO'}\n"
         )
+    for key in unexpected:
+        out.write(f"  ? {key:<46} not in the story (raised by the background noise?)\n")
     out.write(
         "\nAll expected alerts arrived everywhere.\n"
         if ok
