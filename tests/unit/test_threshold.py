@@ -156,3 +156,46 @@ def test_group_value_of_missing_field_is_empty_string() -> None:
     engine = Engine([rule(count=2, group_by=("userIdentity.accountId",))])
     alerts = run(engine, [event(0), event(1)])
     assert alerts[0].group == (("userIdentity.accountId", ""),)
+
+
+def test_distinct_values_come_only_from_the_window_that_fired() -> None:
+    engine = Engine([rule(count=5, group_by=("userIdentity.userName",))])
+    early = event(0, ip="198.51.100.1")  # an old match, outside the burst's window
+    burst = [event(600 + i, ip="203.0.113.66") for i in range(5)]
+    alerts = run(engine, [early, *burst])
+    assert len(alerts) == 1
+    assert alerts[0].distinct["sourceIPAddress"] == ("203.0.113.66",)
+    # The leftover match keeps its own values: it can still take part in a later window.
+    late = [event(30 + i, ip="192.0.2.7") for i in range(4)]
+    [again] = engine.process(late, T0 + timedelta(seconds=700))
+    assert again.distinct["sourceIPAddress"] == ("198.51.100.1", "192.0.2.7")
+
+
+def test_distinct_values_survive_a_restart() -> None:
+    r = rule(count=3, group_by=("eventName",))
+    engine = Engine([r])
+    run(engine, [event(0, ip="198.51.100.1", user="bob"), event(1, user="carol")], now_s=2)
+    restored = Engine([r])
+    restored.load_state(json.loads(json.dumps(engine.state_json())))
+    [alert] = restored.process([event(2, user="carol")], T0 + timedelta(seconds=3))
+    assert alert.distinct["userName"] == ("bob", "carol")
+    assert alert.distinct["sourceIPAddress"] == ("198.51.100.1", "203.0.113.9")
+
+
+def test_state_of_the_previous_format_still_loads() -> None:
+    r = rule(count=2, group_by=("sourceIPAddress",))
+    old = {"t": [T0.timestamp()], "i": ["ev-old"], "d": {"userName": ["x"]}, "s": None, "n": 0}
+    engine = Engine([r])
+    state = engine.state_json()
+    state["rules"] = {"r": [[[["sourceIPAddress", "203.0.113.9"]], old]]}
+    engine.load_state(state)
+    [alert] = engine.process([event(1)], T0 + timedelta(seconds=1))
+    assert alert.count == 2
+    assert alert.distinct["sourceIPAddress"] == ("203.0.113.9",)
+
+
+def test_attacker_sized_values_are_capped_in_the_window_state() -> None:
+    engine = Engine([rule(count=2, group_by=("userIdentity.userName",))])
+    huge = "x" * 100_000
+    run(engine, [event(0, user=huge)], now_s=1)
+    assert len(json.dumps(engine.state_json())) < 5_000

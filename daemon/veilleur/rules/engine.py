@@ -27,6 +27,7 @@ DISTINCT_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("eventName", ("eventName",)),
 )
 MAX_RESOURCES = 10
+TEXT_CAP = 512  # characters of a group or distinct value kept
 STATE_VERSION = 1
 
 
@@ -34,8 +35,8 @@ def _text(value: Any) -> str:
     if value is MISSING or value is None:
         return ""
     if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, default=str)[:512]
+        return value[:TEXT_CAP]  # attacker-sized strings stay out of the window state
+    return json.dumps(value, sort_keys=True, default=str)[:TEXT_CAP]
 
 
 def _group(rule: Rule, record: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -176,16 +177,16 @@ class Engine:
         window = windows.get(group)
         if window is None:
             window = windows[group] = threshold.GroupWindow()
-        distinct = {
-            name: _text(v)
+        values = tuple(
+            (name, _text(v))
             for name, path in DISTINCT_FIELDS
             if (v := lookup(record, path)) is not MISSING and v is not None
-        }
+        )
         firing = threshold.observe(
             window,
             _epoch(event.event_time),
             event.event_id,
-            distinct,
+            values,
             count=count,
             within=within,
             realert=rule.realert.total_seconds() if rule.realert else None,

@@ -24,44 +24,73 @@ DISTINCT_CAP = 10
 SAMPLE_CAP = 5
 
 
+Values = tuple[tuple[str, str], ...]  # (field, value) pairs of one match, for the alert
+
+
 @dataclass(slots=True)
 class GroupWindow:
     times: list[float] = field(default_factory=list)  # sorted eventTimes of live matches
     ids: list[str] = field(default_factory=list)  # event ids, aligned with ``times``
-    distinct: dict[str, list[str]] = field(default_factory=dict)
+    values: list[Values] = field(default_factory=list)  # aligned with ``times``
     suppressed_until: float | None = None  # eventTime until which alerts are suppressed
     suppressed: int = 0  # matches that would have fired while suppressed
+    # One shared tuple per distinct combination: the matches of a group mostly repeat the
+    # same user, IP and name, so a match costs a list slot, not a tuple of strings.
+    _interned: dict[Values, Values] = field(default_factory=dict, repr=False, compare=False)
 
-    def add(self, t: float, event_id: str) -> int:
+    def add(self, t: float, event_id: str, values: Values = ()) -> int:
         i = bisect.bisect_right(self.times, t)
         self.times.insert(i, t)
         self.ids.insert(i, event_id)
+        self.values.insert(i, self._interned.setdefault(values, values))
         return i
 
-    def note_distinct(self, values: dict[str, str]) -> None:
-        for key, value in values.items():
-            seen = self.distinct.setdefault(key, [])
-            if value not in seen and len(seen) < DISTINCT_CAP:
-                seen.append(value)
+    def remove(self, lo: int, hi: int) -> None:
+        """Forget matches ``lo`` up to, not including, ``hi``."""
+        del self.times[lo:hi]
+        del self.ids[lo:hi]
+        del self.values[lo:hi]
+        if not self.times:
+            self._interned.clear()
+
+    def distinct(self, lo: int, hi: int) -> dict[str, tuple[str, ...]]:
+        """Distinct values per field among matches ``lo..hi`` (inclusive), first seen first."""
+        out: dict[str, list[str]] = {}
+        for combo in dict.fromkeys(self.values[lo : hi + 1]):
+            for key, value in combo:
+                seen = out.setdefault(key, [])
+                if value not in seen and len(seen) < DISTINCT_CAP:
+                    seen.append(value)
+        return {k: tuple(v) for k, v in out.items()}
 
     def to_json(self) -> dict[str, Any]:
+        combos = list(dict.fromkeys(self.values))
+        index = {c: n for n, c in enumerate(combos)}
         return {
             "t": self.times,
             "i": self.ids,
-            "d": self.distinct,
+            "c": [[list(pair) for pair in c] for c in combos],
+            "v": [index[c] for c in self.values],
             "s": self.suppressed_until,
             "n": self.suppressed,
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> GroupWindow:
-        return cls(
-            times=[float(x) for x in d["t"]],
+        combos: list[Values] = [tuple((str(k), str(v)) for k, v in c) for c in d.get("c", [])]
+        times = [float(x) for x in d["t"]]
+        # State written before per-match values ("d": one bag per group) restores without them.
+        indexes = d.get("v") or []
+        values = [combos[int(n)] for n in indexes] if len(indexes) == len(times) else []
+        window = cls(
+            times=times,
             ids=[str(x) for x in d["i"]],
-            distinct={str(k): [str(x) for x in v] for k, v in d["d"].items()},
+            values=values or [()] * len(times),
             suppressed_until=None if d["s"] is None else float(d["s"]),
             suppressed=int(d.get("n", 0)),
         )
+        window.values = [window._interned.setdefault(v, v) for v in window.values]
+        return window
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +119,18 @@ def observe(
     window: GroupWindow,
     t: float,
     event_id: str,
-    distinct: dict[str, str],
+    values: Values,
     *,
     count: int,
     within: float,
     realert: float | None,
 ) -> Firing | None:
-    """Add one match at eventTime ``t``; return a Firing if it completes a window."""
-    i = window.add(t, event_id)
-    window.note_distinct(distinct)
+    """Add one match at eventTime ``t``; return a Firing if it completes a window.
+
+    ``values`` are the match's (field, value) pairs whose distinct values the alert carries:
+    only the matches of the window that fired contribute.
+    """
+    i = window.add(t, event_id, values)
     span = find_window(window.times, i, count, within)
     if span is None:
         return None
@@ -115,12 +147,10 @@ def observe(
         first=window.times[lo],
         last=window.times[hi],
         sample_ids=tuple(ids[:SAMPLE_CAP]),
-        distinct={k: tuple(v) for k, v in window.distinct.items()},
+        distinct=window.distinct(lo, hi),
         suppressed_before=window.suppressed,
     )
-    del window.times[lo : hi + 1]
-    del window.ids[lo : hi + 1]
-    window.distinct = {}
+    window.remove(lo, hi + 1)
     window.suppressed = 0
     if realert is not None:
         window.suppressed_until = t + realert
@@ -131,10 +161,7 @@ def expire(window: GroupWindow, horizon: float) -> bool:
     """Drop matches older than ``horizon``; True when the group can be forgotten."""
     k = bisect.bisect_left(window.times, horizon)
     if k:
-        del window.times[:k]
-        del window.ids[:k]
+        window.remove(0, k)
     if window.suppressed_until is not None and window.suppressed_until < horizon:
         window.suppressed_until = None
-    if not window.times:
-        window.distinct = {}
     return not window.times and window.suppressed_until is None
