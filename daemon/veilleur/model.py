@@ -45,7 +45,10 @@ def parse_event_time(value: object) -> datetime:
         raise InvalidRecord(f"eventTime not ISO 8601: {value!r:.60}") from exc
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:  # 9999-12-31T23:59:59-14:00
+        raise InvalidRecord(f"eventTime out of range: {value!r:.60}") from exc
 
 
 def format_time(dt: datetime) -> str:

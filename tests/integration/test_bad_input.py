@@ -42,6 +42,11 @@ def test_bad_records_are_counted_and_hostile_text_is_escaped(
                 json.dumps({"eventID": "no-time", "eventName": "X", "eventSource": "x"}),
             ),
             corrupt(dict(base, eventID="other-id"), json.dumps(dict(base, eventID="mismatch"))),
+            corrupt(  # a time datetime cannot hold in UTC: once crashed every poll
+                dict(base, eventID="overflow"),
+                json.dumps(dict(base, eventID="overflow", eventTime="9999-12-31T23:59:59-14:00")),
+            ),
+            corrupt(dict(base, eventID="deep"), "[" * 100_000 + "]" * 100_000),
         ]
     )
     # A 1 MB record and hostile text in the fields a human will read.
@@ -58,7 +63,7 @@ def test_bad_records_are_counted_and_hostile_text_is_escaped(
     invalid = p.metrics.value(
         "veilleur_events_total", account=ACCOUNT, region=REGION, outcome="invalid"
     )
-    assert invalid == 4  # each bad record counted once, not at every overlapping poll
+    assert invalid == 6  # each bad record counted once, not at every overlapping poll
 
     msgs = receive_until(topic.queue_url, 5, deadline=5)
     docs = [json.loads(json.loads(m["Body"])["Message"]) for m in msgs]

@@ -207,7 +207,7 @@ class CloudTrailPoller:
             page = self._call(dict(params, NextToken=token) if token else params, result)
             result.pages += 1
             for item in page.get("Events", []):
-                self._take(item, seen, found, result)
+                self._take(item, seen, found, result, end)
             token = page.get("NextToken")
             if not token:
                 return
@@ -218,6 +218,7 @@ class CloudTrailPoller:
         seen: Mapping[str, float],
         found: dict[str, TrailEvent],
         result: PollResult,
+        slice_end: datetime,
     ) -> None:
         event_id = item.get("EventId")
         if not isinstance(event_id, str):
@@ -235,10 +236,12 @@ class CloudTrailPoller:
             event = TrailEvent.from_json(raw)
             if event.event_id != event_id:
                 raise InvalidRecord("eventID inside the record differs from EventId")
-        except InvalidRecord as exc:
-            result.invalid.append(f"{event_id[:64]}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any failure on attacker text = invalid record
+            reason = exc if isinstance(exc, InvalidRecord) else f"unusable record ({exc!r:.120})"
+            result.invalid.append(f"{event_id[:64]}: {reason}")
             when = item.get("EventTime")
-            ts = when.timestamp() if isinstance(when, datetime) else 0.0
+            # Remembered like a seen id, so overlapping polls do not count it again.
+            ts = when.timestamp() if isinstance(when, datetime) else slice_end.timestamp()
             result.invalid_ids[event_id] = ts
             return
         found[event_id] = event
