@@ -236,7 +236,7 @@ class CloudTrailPoller:
             event = TrailEvent.from_json(raw)
             if event.event_id != event_id:
                 raise InvalidRecord("eventID inside the record differs from EventId")
-        except Exception as exc:  # noqa: BLE001 - any failure on attacker text = invalid record
+        except Exception as exc:  # any failure on attacker text = an invalid record
             reason = exc if isinstance(exc, InvalidRecord) else f"unusable record ({exc!r:.120})"
             result.invalid.append(f"{event_id[:64]}: {reason}")
             when = item.get("EventTime")
