@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
@@ -30,7 +31,7 @@ from veilleur.observe.health import HealthServer, Heartbeat
 from veilleur.observe.logs import configure_logging
 from veilleur.observe.metrics import Metrics
 from veilleur.observe.systemd import Notifier, watchdog_interval
-from veilleur.service import Source, Watch, utcnow
+from veilleur.service import Watch, utcnow
 from veilleur.store.sqlite import SqliteStore
 from veilleur.validation import ConfigError
 
@@ -60,6 +61,8 @@ class Daemon:
             cfg.model.metrics.listen, self.metrics, self.heartbeat, self.readiness
         )
         self.notifier = Notifier.from_env(os.environ)
+        self._running = 0  # jobs in flight; a reload waits for none
+        self._idle = threading.Condition()
 
     # -- readiness ---------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, list[str]]:
@@ -78,31 +81,47 @@ class Daemon:
         return ok, reasons or ["config loaded", "store open", "polls fresh"]
 
     # -- jobs ------------------------------------------------------------------------------
-    def _tick(self, source: Source) -> None:
+    def _job(self, name: str, work: Callable[[], object], **context: str) -> None:
+        """Run one job, counted so that a reload can wait for it; a bug in it is logged
+        loudly and must not kill the job: it runs again next time."""
+        with self._idle:
+            self._running += 1
         try:
-            self.watch.tick(source)
-        except Exception:  # a bug must not kill the job: log it loudly, try next time
-            log.exception("tick_crashed", source=source.key)
+            work()
+        except Exception:
+            log.exception(f"{name}_crashed", **context)
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def _tick(self, key: str) -> None:
+        # Looked up at run time: a job queued before a reload runs on the new Watch.
+        source = next((s for s in self.watch.sources if s.key == key), None)
+        if source is not None:
+            self._job("tick", lambda: self.watch.tick(source), source=key)
 
     def _tick_metrics(self) -> None:
-        try:
-            self.watch.tick_metrics()
-        except Exception:
-            log.exception("metric_tick_crashed")
+        self._job("metric_tick", lambda: self.watch.tick_metrics())
 
     def _drain(self) -> None:
-        try:
-            self.watch.drain()
-        except Exception:
-            log.exception("drain_crashed")
+        self._job("drain", lambda: self.watch.drain())
 
     def _maintenance(self) -> None:
-        try:
+        def prune() -> None:
             pruned = self.store.prune_delivered(utcnow() - timedelta(days=7))
             if pruned:
                 log.info("outbox_pruned", rows=pruned)
-        except Exception:
-            log.exception("maintenance_crashed")
+
+        self._job("maintenance", prune)
+
+    def _wait_idle(self) -> None:
+        """Until no job runs (a tick in flight commits first), beating meanwhile."""
+        with self._idle:
+            while self._running and not self.stop.is_set():
+                self._idle.wait(BEAT_SECONDS)
+                self.heartbeat.beat()
+                self.notifier.watchdog()
 
     def _schedule(self) -> None:
         m = self.cfg.model
@@ -111,7 +130,7 @@ class Daemon:
             self.scheduler.add_job(
                 self._tick,
                 "interval",
-                args=[src],
+                args=[src.key],
                 id=f"poll:{src.key}",
                 seconds=m.cloudtrail.poll_interval.total_seconds(),
                 next_run_time=now,
@@ -154,8 +173,9 @@ class Daemon:
             log.warning("reload_partial", ignored="state_dir and metrics.listen need a restart")
         self.scheduler.pause()
         try:
-            with self.watch._lock:
-                watch = build_watch(cfg, self.store, self.metrics, self.factory, self.stop)
+            # The new Watch restores its state from the store: the running ticks commit first.
+            self._wait_idle()
+            watch = build_watch(cfg, self.store, self.metrics, self.factory, self.stop)
             self.scheduler.remove_all_jobs()
             self.watch, self.cfg = watch, cfg
             self._schedule()
@@ -205,7 +225,7 @@ class Daemon:
         self.scheduler.shutdown(wait=True)
         deadline = time.monotonic() + DRAIN_ON_STOP_SECONDS
         while time.monotonic() < deadline:
-            report = self.watch.drain()
+            report = self.watch.drain(deadline)
             if report.outbox.pending == 0 or report.delivered == 0:
                 break
         self.health.stop()

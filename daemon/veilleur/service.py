@@ -344,11 +344,22 @@ class Watch:
         return tick
 
     # -- the outbox -------------------------------------------------------------------------
-    def drain(self) -> DrainReport:
+    def drain(self, deadline: float | None = None) -> DrainReport:
+        """Deliver what is due; with ``deadline`` (``time.monotonic()``), no new sink call
+        starts after it."""
+
+        def keep_going() -> bool:
+            return deadline is None or time.monotonic() < deadline
+
         with self._drain_lock:
             now = self.clock()
             report = drain(
-                self.store, {n: r.sink for n, r in self.sinks.items()}, now, self.rng, self.policy
+                self.store,
+                {n: r.sink for n, r in self.sinks.items()},
+                now,
+                self.rng,
+                self.policy,
+                keep_going=keep_going,
             )
         m = self.metrics
         for name, rep in report.sinks.items():

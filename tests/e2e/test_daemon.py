@@ -15,6 +15,7 @@ import pytest
 from tests.e2e.daemon_kit import Daemon, free_port, http_get, wait_for, write_config
 from tests.integration.pipeline_kit import failed_login, noise
 from veilleur.emulator import CloudTrailEmulator
+from veilleur.emulator.cloudtrail_control import Fault, FaultKind
 from veilleur.model import TrailEvent
 from veilleur.observe.systemd import NotifyReceiver
 from veilleur.rules.engine import Engine
@@ -103,6 +104,22 @@ def test_lifecycle_ready_alert_reload_stop(world, emulator, receive_until, tmp_p
     assert wait_for("STOPPING", lambda: notify.receive().get("STOPPING") == "1", deadline=5)
     text = (tmp_path / "daemon.log").read_text()
     assert 'testing"' not in text, "credentials must never be logged"
+
+
+def test_a_reload_waits_for_the_tick_in_flight(world, emulator) -> None:
+    """The new configuration restores its state from the store: the tick being polled
+    commits first, or the new engine would read the same events again."""
+    daemon: Daemon = world["daemon"]
+    daemon.start()
+    wait_for("a first poll", lambda: daemon.events("poll"))
+    emulator.inject_fault(Fault(FaultKind.SLOW, delay_s=6.0))
+    wait_for("the slow request taken", lambda: not emulator.stats().faults_pending)
+    polls_before = len(daemon.events("poll"))
+    daemon.signal(signal.SIGHUP)
+    wait_for("reloaded log", lambda: daemon.events("reloaded"), deadline=30)
+    names = [line.get("event") for line in daemon.lines()]
+    polls_then = names[: names.index("reloaded")].count("poll")
+    assert polls_then > polls_before, "reloaded while a tick was still polling"
 
 
 def expected_ids(records: list[dict]) -> set[str]:

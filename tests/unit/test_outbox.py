@@ -259,6 +259,18 @@ def test_max_batches_bounds_one_drain(store: SqliteStore) -> None:
     assert (report.delivered, report.outbox.pending) == (4, 1)
 
 
+def test_keep_going_stops_a_drain_between_sink_calls(store: SqliteStore) -> None:
+    """A stopping daemon drains against a deadline: no call starts once it says stop."""
+    enqueue(store, [make_alert(n) for n in range(5)], ("sns",))
+    sns = FakeSink("sns", Outcome.DELIVERED)
+    answers = iter([True, True])  # two calls allowed, then the deadline has passed
+    report = drain(
+        store, {"sns": sns}, T0, RNG, POLICY, batch=2, keep_going=lambda: next(answers, False)
+    )
+    assert len(sns.calls) == 2
+    assert (report.delivered, report.outbox.pending) == (4, 1)  # the rest stays, not lost
+
+
 def test_an_undecodable_stored_alert_is_dead_lettered_alone(store: SqliteStore) -> None:
     enqueue(store, [make_alert(1), make_alert(2)], ("sns",))
     conn = sqlite3.connect(store.path)

@@ -11,7 +11,7 @@ its mark re-sends with the same notification id, which consumers use to deduplic
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -85,9 +85,11 @@ def drain(
     policy: RetryPolicy,
     batch: int = 10,
     max_batches: int = 100,
+    keep_going: Callable[[], bool] = lambda: True,
 ) -> DrainReport:
     """Deliver what is due at ``now``. ``batch`` alerts per ``deliver`` call; at most
-    ``max_batches`` calls per sink per drain, so that a backlog cannot hold the loop."""
+    ``max_batches`` calls per sink per drain, so that a backlog cannot hold the loop;
+    ``keep_going`` is asked before each call (a stopping daemon drains against a deadline)."""
     if batch < 1 or max_batches < 1:
         raise ValueError("batch and max_batches must be at least 1")
     reports: dict[str, SinkReport] = {}
@@ -96,6 +98,8 @@ def drain(
         tally = _Tally()
         attempted: set[int] = set()
         for _ in range(max_batches):
+            if not keep_going():
+                break
             rows = [r for r in store.due(now, batch, sink=name) if r.id not in attempted]
             if not rows:
                 break
