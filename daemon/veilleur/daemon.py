@@ -48,7 +48,7 @@ class Daemon:
         self.reload_requested = threading.Event()
         self.metrics = Metrics(version=__version__)
         self.factory = SessionFactory()
-        Path(cfg.model.state_dir).mkdir(parents=True, exist_ok=True)
+        Path(cfg.model.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
         self.store = SqliteStore.open(state_path(cfg))
         self.watch: Watch = build_watch(cfg, self.store, self.metrics, self.factory, self.stop)
         self.scheduler = BackgroundScheduler(
@@ -256,7 +256,7 @@ def run_once(config_path: Path | None) -> int:
     cfg = load_config(config_path)
     configure_logging(cfg.model.log.level, cfg.model.log.format)
     stop = threading.Event()
-    Path(cfg.model.state_dir).mkdir(parents=True, exist_ok=True)
+    Path(cfg.model.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
     store = SqliteStore.open(state_path(cfg))
     try:
         watch = build_watch(cfg, store, Metrics(version=__version__), SessionFactory(), stop)

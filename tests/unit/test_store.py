@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -109,6 +111,17 @@ def test_new_file_gets_the_schema_in_wal_mode_and_keeps_it_on_reopen(path: Path)
     with SqliteStore.open(path) as again:
         assert again.schema_version == SCHEMA_VERSION
         assert again.watermark(KEY) == T0 - timedelta(minutes=1)
+
+
+def test_a_new_state_file_is_readable_by_its_owner_only(path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with SqliteStore.open(path) as store:
+            store.commit_tick(full_tick())
+            for p in (path, path.with_name(path.name + "-wal")):
+                assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    finally:
+        os.umask(old)
 
 
 def test_older_file_is_migrated_in_order_and_keeps_its_data(path: Path) -> None:

@@ -12,6 +12,7 @@ tables: they would make the file unreadable to SQLite < 3.37.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -110,6 +111,15 @@ def open_connection(
     if not path.parent.is_dir():
         raise StoreError(f"state directory {path.parent} does not exist")
     target = f"{path.resolve().as_uri()}?mode=ro" if readonly else str(path)
+    if not readonly and not path.exists():
+        # Alerts hold user names and IPs: the owner only, whatever the umask (SQLite gives
+        # the -wal and -shm files the database file's permissions).
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"cannot create the state file {path}: {exc.strerror}") from exc
     try:
         conn = sqlite3.connect(
             target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=readonly
