@@ -27,6 +27,12 @@ CLIENT_CONFIG = BotoConfig(
     read_timeout=20,
     user_agent_extra=f"veilleur/{__version__}",
 )
+# The CloudTrail poller paces and retries every LookupEvents request itself: a botocore retry
+# would go out unpaced (past the 2/s limit) and uncounted in the calls per poll.
+PACED_CLIENT_CONFIG = CLIENT_CONFIG.merge(
+    BotoConfig(retries={"max_attempts": 1, "mode": "standard"})
+)
+PACED_SERVICES = frozenset({"cloudtrail"})
 ROLE_SESSION_SECONDS = 3600
 
 
@@ -67,8 +73,9 @@ class SessionFactory:
             hit = self._clients.get(key)
         if hit is not None:
             return hit
+        config = PACED_CLIENT_CONFIG if service in PACED_SERVICES else CLIENT_CONFIG
         client = self.session(role_arn, external_id).client(
-            service, region_name=region, config=CLIENT_CONFIG
+            service, region_name=region, config=config
         )
         with self._lock:
             self._clients.setdefault(key, client)

@@ -32,3 +32,14 @@ def test_assumed_role_credentials_refresh_before_expiry(moto_url: str, monkeypat
     ident = factory.client("sts", "us-east-1", role).get_caller_identity()
     assert ident["Account"] == "210987654321"
     assert factory.account_id(role) == "210987654321"
+
+
+def test_lookup_events_requests_are_never_retried_unpaced_by_botocore(moto_url: str) -> None:
+    """The poller paces and counts every LookupEvents request; botocore retries others."""
+    factory = SessionFactory(
+        boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
+    )
+    assert factory.client("cloudtrail", "us-east-1").meta.config.retries["max_attempts"] == 1
+    assert factory.client("sns", "us-east-1").meta.config.retries["max_attempts"] == 2
