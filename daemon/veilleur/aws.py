@@ -30,7 +30,7 @@ CLIENT_CONFIG = BotoConfig(
 # The CloudTrail poller paces and retries every LookupEvents request itself: a botocore retry
 # would go out unpaced (past the 2/s limit) and uncounted in the calls per poll.
 PACED_CLIENT_CONFIG = CLIENT_CONFIG.merge(
-    BotoConfig(retries={"max_attempts": 1, "mode": "standard"})
+    BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"})
 )
 PACED_SERVICES = frozenset({"cloudtrail"})
 ROLE_SESSION_SECONDS = 3600

@@ -41,5 +41,5 @@ def test_lookup_events_requests_are_never_retried_unpaced_by_botocore(moto_url: 
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
         )
     )
-    assert factory.client("cloudtrail", "us-east-1").meta.config.retries["max_attempts"] == 1
-    assert factory.client("sns", "us-east-1").meta.config.retries["max_attempts"] == 2
+    assert factory.client("cloudtrail", "us-east-1").meta.config.retries["total_max_attempts"] == 1
+    assert factory.client("sns", "us-east-1").meta.config.retries["total_max_attempts"] == 3
