@@ -69,13 +69,17 @@ def test_replay_reads_every_format_and_reports_bad_records(
         )
     )
     (tmp_path / "d.json").write_text("[1, 2")  # not JSON at all
+    # A pretty-printed S3 file cut short (a truncated download): one problem, not one a line.
+    pretty = json.dumps({"Records": [dict(rec, eventID=f"t{i}") for i in range(20)]}, indent=2)
+    (tmp_path / "e.json").write_text(pretty[: len(pretty) // 2])
     alerts, summary, err = run_json(capsys, "--rules", "builtin:cis", str(tmp_path))
     assert summary["events"] == 3
     assert summary["duplicates"] == 1
-    assert summary["invalid"] == 4
+    assert summary["invalid"] == 5
     assert summary["rules"]["cis-cloudtrail-changes"] == {"matches": 3, "alerts": 3}
-    assert "a.json.gz[1]" in err and "b.jsonl[1]" in err and "c.json[1]" in err
+    assert "a.json.gz[1]" in err and "b.jsonl:2: not valid JSON" in err and "c.json[1]" in err
     assert "d.json" in err
+    assert err.count("e.json") == 1 and "e.json: not valid JSON" in err
     assert [a["sample_event_ids"] for a in alerts] == [["e1"], ["e2"], ["e3"]]
 
 

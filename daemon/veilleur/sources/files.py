@@ -22,9 +22,13 @@ class Problem:
     file: str
     index: int | None  # record index inside the file, None for the whole file
     reason: str
+    line: int | None = None  # JSON lines: the line number (from 1), as editors show it
 
     def __str__(self) -> str:
-        where = self.file if self.index is None else f"{self.file}[{self.index}]"
+        if self.line is not None:
+            where = f"{self.file}:{self.line}"
+        else:
+            where = self.file if self.index is None else f"{self.file}[{self.index}]"
         return f"{where}: {self.reason}"
 
 
@@ -69,12 +73,13 @@ def read_file(path: Path, problems: list[Problem]) -> Iterator[TrailEvent]:
     items: list[Any] | None = None
     try:
         items = _records_of(json.loads(text))
-    except ValueError:
-        items = None
+    except ValueError as exc:
         lines = text.splitlines()
-        if len(lines) > 1 or (lines and lines[0].lstrip().startswith("{")):
+        if _looks_like_json_lines(lines):
             yield from _read_lines(name, lines, problems)
-            return
+        else:  # one broken document (a truncated download): one problem, not one per line
+            problems.append(Problem(name, None, f"not valid JSON: {str(exc)[:120]}"))
+        return
     except RecursionError:
         problems.append(Problem(name, None, "JSON nested too deeply"))
         return
@@ -95,6 +100,15 @@ def read_file(path: Path, problems: list[Problem]) -> Iterator[TrailEvent]:
             problems.append(Problem(name, i, str(exc)))
 
 
+def _looks_like_json_lines(lines: list[str]) -> bool:
+    """JSON lines when the first non-blank line is a JSON object on its own."""
+    first = next((line for line in lines if line.strip()), "")
+    try:
+        return isinstance(json.loads(first), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
 def _read_lines(name: str, lines: list[str], problems: list[Problem]) -> Iterator[TrailEvent]:
     for i, line in enumerate(lines):
         if not line.strip():
@@ -102,12 +116,12 @@ def _read_lines(name: str, lines: list[str], problems: list[Problem]) -> Iterato
         try:
             item = json.loads(line)
         except (ValueError, RecursionError) as exc:
-            problems.append(Problem(name, i, f"line is not valid JSON: {str(exc)[:80]}"))
+            problems.append(Problem(name, i, f"not valid JSON: {str(exc)[:80]}", line=i + 1))
             continue
         try:
             yield _to_event(item)
         except InvalidRecord as exc:
-            problems.append(Problem(name, i, str(exc)))
+            problems.append(Problem(name, i, str(exc), line=i + 1))
 
 
 def expand(paths: list[str]) -> list[Path]:
