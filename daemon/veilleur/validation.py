@@ -58,6 +58,11 @@ def pydantic_messages(exc: ValidationError, prefix: str = "") -> list[str]:
         elif kind == "extra_forbidden":
             lines.append(f"{where}: unknown field")
         elif kind == "value_error":
+            value = err.get("input")
+            # A scalar the message does not quote already is shown; whole objects (a model's
+            # own check across fields) are not.
+            if isinstance(value, str | int | float) and str(value) not in msg and "got " not in msg:
+                msg += f" (got {_show(value)})"
             lines.append(f"{where}: {msg}")
         else:
             lines.append(f"{where}: {msg} (got {_show(err.get('input'))})")

@@ -121,9 +121,18 @@ def test_config_errors_all_at_once_with_paths() -> None:
     assert 'c.yaml: cloudtrail.poll_interval: invalid duration "soon"' in joined
     assert "c.yaml: cloudtrail.max_requests_per_second" in joined
     assert "c.yaml: sinks.sns[0].topic_arn: not an SNS topic ARN" in joined
-    assert "c.yaml: accounts[0].id: account id must be 12 digits" in joined
+    assert 'c.yaml: accounts[0].id: account id must be 12 digits, got "12345"' in joined
     assert "c.yaml: metrics.listen: expected HOST:PORT" in joined
     assert "c.yaml: bogus: unknown field" in joined
+
+
+def test_a_rule_field_error_shows_the_value_found() -> None:
+    text = (
+        "- {id: x, title: t, severity: low, match: {eventName: [A]},"
+        " threshold: {count: 2, within: 0s}}"
+    )
+    msgs = errors_of(parse_rules, text, "f.yaml")
+    assert msgs == ["f.yaml: rules[0] (x).threshold.within: must be between 1s and 7d (got '0s')"]
 
 
 def test_config_defaults_and_rule_paths_relative_to_the_file(tmp_path: Path) -> None:

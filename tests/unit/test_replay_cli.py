@@ -136,3 +136,30 @@ def test_check_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert "builtin:cis: 15" in out
     assert "by severity:" in out and "by type:" in out
     assert "sns security-email" in out
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error(tmp_path: Path) -> None:
+    """`veilleur replay … | head`: no traceback, exit 0."""
+    import subprocess
+    import sys
+
+    rec = {"eventName": "StopLogging", "eventSource": "cloudtrail.amazonaws.com"}
+    lines = [
+        json.dumps(
+            dict(rec, eventID=f"e{i}", eventTime=f"2024-05-01T10:{i // 60 % 60:02}:{i % 60:02}Z")
+        )
+        for i in range(3000)
+    ]
+    (tmp_path / "many.jsonl").write_text("\n".join(lines) + "\n")  # > a pipe buffer of alerts
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "veilleur.cli", "replay", "--rules", "builtin:cis"]
+        + [str(tmp_path / "many.jsonl")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away after one line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert "Traceback" not in err
