@@ -151,9 +151,9 @@ def test_output_cut_short_by_the_reader_is_not_an_error(tmp_path: Path) -> None:
         for i in range(3000)
     ]
     (tmp_path / "many.jsonl").write_text("\n".join(lines) + "\n")  # > a pipe buffer of alerts
+    cmd = [sys.executable, "-m", "veilleur.cli", "replay", "--rules", "builtin:cis"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "veilleur.cli", "replay", "--rules", "builtin:cis"]
-        + [str(tmp_path / "many.jsonl")],
+        [*cmd, str(tmp_path / "many.jsonl")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
