@@ -181,10 +181,15 @@ class Watch:
         )
 
     def _route(self, alerts: list[Alert], now: datetime) -> dict[str, list[Alert]]:
+        """Per sink: its severities, through the storm gate; what the gate holds is counted."""
         out: dict[str, list[Alert]] = {}
         for name, route in self.sinks.items():
             wanted = [a for a in alerts if a.severity >= route.min_severity]
             out.update(self.gate.admit(wanted, [name], now))
+            admitted = {a.notification_id for a in out[name]}
+            for a in wanted:
+                if a.notification_id not in admitted:
+                    self.metrics.observe_suppressed(a.rule_id, SuppressReason.RATE_LIMIT)
         return out
 
     def _observe_poll(
