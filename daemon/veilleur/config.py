@@ -26,6 +26,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+GLOBAL_REGION = "us-east-1"  # where CloudTrail records IAM, STS and console sign-in events
+
+
 class AccountConfig(_Strict):
     id: str | None = None  # None: the ambient credentials' account (asked of STS)
     role_arn: str | None = None
@@ -186,6 +189,24 @@ class Config:
     rules: tuple[Rule, ...]  # event rules (CloudTrail)
     path: Path | None
     metric_rules: tuple[MetricRule, ...] = ()
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Valid but probably not what the operator meant: said by ``check`` and at start."""
+        m = self.model
+        out: list[str] = []
+        if m.cloudtrail.enabled and self.rules:
+            for i, acct in enumerate(m.accounts):
+                regions = acct.regions if acct.regions is not None else m.regions
+                if GLOBAL_REGION not in regions:
+                    where = "regions" if acct.regions is None else f"accounts[{i}].regions"
+                    out.append(
+                        f"{where}: {GLOBAL_REGION} is not polled: IAM, STS and console sign-in "
+                        "events are recorded there, so rules about them would see nothing"
+                    )
+        if not m.sinks.sns and not m.sinks.eventbridge:
+            out.append("sinks: none configured: alerts are only logged")
+        return tuple(out)
 
 
 def parse_config(data: Any, origin: str = "config") -> ConfigModel:

@@ -205,6 +205,8 @@ class Daemon:
             plan=self.watch.sources[0].poller.plan.kind.value if self.watch.sources else None,
             sinks=sorted(self.watch.sinks),
         )
+        for warning in self.cfg.warnings:
+            log.warning("config_warning", warning=warning)
         self._schedule()
         self.scheduler.start()
         self.notifier.ready(self._status())

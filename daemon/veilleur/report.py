@@ -28,6 +28,8 @@ def config_summary(cfg: Config, out: TextIO) -> None:
     m = cfg.model
     rules = cfg.rules
     out.write(f"config: {cfg.path or '(defaults)'}: OK\n")
+    for warning in cfg.warnings:
+        out.write(f"warning: {warning}\n")
     out.write(f"rules: {len(rules) + len(cfg.metric_rules)}\n")
     by_origin = Counter([r.origin for r in rules] + [r.origin for r in cfg.metric_rules])
     for origin, n in sorted(by_origin.items()):

@@ -173,3 +173,20 @@ def test_disable_removes_rules_and_rejects_unknown_ids(tmp_path: Path) -> None:
     cfg_file.write_text("rules: [builtin:cis]\ndisable: [cis-root-usage, no-such-rule]\n")
     msgs = errors_of(load_config, cfg_file)
     assert msgs == [f"{cfg_file}: disable: unknown rule id 'no-such-rule' (not in any rule source)"]
+
+
+def test_warnings_for_a_valid_config_that_probably_misses_something(tmp_path: Path) -> None:
+    sinks = "sinks: {sns: [{name: a, topic_arn: 'arn:aws:sns:eu-west-1:123456789012:t'}]}\n"
+    cfg_file = tmp_path / "veilleur.yaml"
+    cfg_file.write_text("regions: [eu-west-1]\n" + sinks)
+    [warning] = load_config(cfg_file).warnings
+    assert warning.startswith("regions: us-east-1 is not polled")
+    cfg_file.write_text(
+        "regions: [us-east-1]\naccounts: [{}, {id: '210987654321', regions: [eu-west-1],"
+        " role_arn: 'arn:aws:iam::210987654321:role/r'}]\n" + sinks
+    )
+    assert [w.split(":")[0] for w in load_config(cfg_file).warnings] == ["accounts[1].regions"]
+    cfg_file.write_text("regions: [us-east-1]\n" + sinks)
+    assert load_config(cfg_file).warnings == ()
+    cfg_file.write_text("regions: [us-east-1]\n")
+    assert load_config(cfg_file).warnings == ("sinks: none configured: alerts are only logged",)
