@@ -190,3 +190,18 @@ def test_warnings_for_a_valid_config_that_probably_misses_something(tmp_path: Pa
     assert load_config(cfg_file).warnings == ()
     cfg_file.write_text("regions: [us-east-1]\n")
     assert load_config(cfg_file).warnings == ("sinks: none configured: alerts are only logged",)
+
+
+def test_one_run_lists_matcher_errors_and_duplicates_beside_field_errors() -> None:
+    text = """
+- {id: Bad_Id, title: x, severity: urgent, match: {eventName: [{prefix: 5}]}}
+- {id: dup, title: y, severity: high, filter_pattern: '{ $.b NOT EXIST }'}
+- {id: dup, title: z, severity: low, match: {eventName: [A]}}
+"""
+    msgs = errors_of(parse_rules, text, "f.yaml")
+    assert any(m.startswith("f.yaml: rules[0] (Bad_Id).severity:") for m in msgs)
+    assert "f.yaml: rules[0] (Bad_Id).match.eventName[0].prefix: expected a string" in "\n".join(
+        msgs
+    )
+    assert any(m.startswith("f.yaml: rules[1] (dup).filter_pattern: expected EXISTS") for m in msgs)
+    assert msgs[-1] == "f.yaml: duplicate rule id 'dup' (2 rules)"

@@ -71,24 +71,29 @@ def _path(text: str) -> FieldPath:
     return FieldPath.parse(text)
 
 
-def _compile(model: RuleModel, where: str, errors: list[str]) -> Rule | None:
-    matcher: Matcher | None = None
-    kind = MatcherKind.EVENT_PATTERN
-    if (model.match is None) == (model.filter_pattern is None):
+def _compile_matcher(
+    match: Any, filter_pattern: Any, where: str, errors: list[str]
+) -> tuple[Matcher, MatcherKind] | None:
+    if (match is None) == (filter_pattern is None):
         errors.append(f"{where}: exactly one of `match` or `filter_pattern` is required")
         return None
+    kind = MatcherKind.EVENT_PATTERN if match is not None else MatcherKind.FILTER_PATTERN
     try:
-        if model.match is not None:
-            matcher = compile_event_pattern(model.match)
-        else:
-            assert model.filter_pattern is not None
-            kind = MatcherKind.FILTER_PATTERN
-            matcher = compile_filter_pattern(model.filter_pattern)
+        if match is not None:
+            return compile_event_pattern(match), kind
+        return compile_filter_pattern(filter_pattern), kind
     except MatcherError as exc:
         sub = f".{exc.where}" if exc.where and not exc.where.startswith("at ") else ""
         tail = f" ({exc.where})" if exc.where.startswith("at ") else ""
         errors.append(f"{where}.{kind.value}{sub}: {exc.message}{tail}")
         return None
+
+
+def _compile(model: RuleModel, where: str, errors: list[str]) -> Rule | None:
+    compiled = _compile_matcher(model.match, model.filter_pattern, where, errors)
+    if compiled is None:
+        return None
+    matcher, kind = compiled
     try:
         threshold = (
             ThresholdSpec(
@@ -177,10 +182,22 @@ def parse_rule_file(text: str, origin: str) -> RuleSet:
             model = RuleModel.model_validate(raw)
         except ValidationError as exc:
             errors.extend(pydantic_messages(exc, where))
+            # The matcher's own errors too, so that one run lists every problem of the rule.
+            fields = ("match", "filter_pattern")
+            touched = any(e["loc"] and e["loc"][0] in fields for e in exc.errors())
+            if (
+                isinstance(raw, dict)
+                and not touched
+                and any(raw.get(f) is not None for f in fields)
+            ):
+                _compile_matcher(raw.get("match"), raw.get("filter_pattern"), where, errors)
             continue
         rule = _compile(model, where, errors)
         if rule is not None:
             rules.append(_with_origin(rule, origin))
+    ids = [str(r["id"]) for r in doc if isinstance(r, dict) and isinstance(r.get("id"), str)]
+    for rule_id in sorted({x for x in ids if ids.count(x) > 1}):
+        errors.append(f"{origin}: duplicate rule id {rule_id!r} ({ids.count(rule_id)} rules)")
     if errors:
         raise ConfigError(errors)
     return RuleSet(tuple(rules), tuple(metrics))
