@@ -159,19 +159,30 @@ def test_kill9_at_any_moment_loses_nothing_and_never_changes_ids(
     daemon.start()
 
     sqs = aws_client("sqs")
-    received: list[str] = []
+    received: dict[str, list[str]] = {"sns": [], "bus": []}
+    queues = {"sns": world["topic"].queue_url, "bus": world["bus"].queue_url}
+
+    def notification_id(where: str, body: str) -> str:
+        doc = json.loads(body)
+        return str(
+            json.loads(doc["Message"])["notification_id"]
+            if where == "sns"
+            else doc["detail"]["notification_id"]
+        )
 
     def all_in() -> bool:
-        resp = sqs.receive_message(
-            QueueUrl=world["topic"].queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        )
-        for m in resp.get("Messages", []):
-            received.append(json.loads(json.loads(m["Body"])["Message"])["notification_id"])
-            sqs.delete_message(QueueUrl=world["topic"].queue_url, ReceiptHandle=m["ReceiptHandle"])
-        return set(received) >= expected
+        for where, url in queues.items():
+            resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            for m in resp.get("Messages", []):
+                received[where].append(notification_id(where, m["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return all(set(ids) >= expected for ids in received.values())
 
-    wait_for("every expected alert", all_in, deadline=60)
-    assert set(received) == expected, "no alert lost, none invented; a duplicate keeps its id"
+    wait_for("every expected alert at both subscribers", all_in, deadline=60)
+    for where, ids in received.items():
+        assert set(ids) == expected, (
+            f"{where}: no alert lost, none invented, a duplicate keeps its id"
+        )
     daemon.stop()
 
 
