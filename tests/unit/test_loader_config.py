@@ -205,3 +205,18 @@ def test_one_run_lists_matcher_errors_and_duplicates_beside_field_errors() -> No
     )
     assert any(m.startswith("f.yaml: rules[1] (dup).filter_pattern: expected EXISTS") for m in msgs)
     assert msgs[-1] == "f.yaml: duplicate rule id 'dup' (2 rules)"
+
+
+def test_rule_tests_accept_expected_and_does_not_fire_as_written_in_prose() -> None:
+    text = """
+- id: x
+  title: t
+  severity: low
+  match: {eventName: [A]}
+  tests:
+    - {name: a, events: [{eventName: A}], expected: fires}
+    - {name: b, events: [{eventName: B}], expected: does_not_fire}
+    - {name: c, events: [{eventName: B}], expect: no_alert}
+"""
+    (rule,) = parse_rules(text, "r.yaml")
+    assert [t.expect.alerts for t in rule.tests] == [1, 0, 0]

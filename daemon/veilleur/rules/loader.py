@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 
 from veilleur.model import Severity
 from veilleur.rules.event_pattern import compile_event_pattern
@@ -55,7 +55,10 @@ class TestModel(_Strict):
     name: str = Field(min_length=1)
     events: list[dict[str, Any]] = Field(min_length=1)
     repeat: int = Field(default=1, ge=1, le=10_000)
-    expect: Literal["fires", "no_alert"] | ExpectModel
+    # `expected:` and `does_not_fire` are accepted too, as people write them.
+    expect: Literal["fires", "no_alert", "does_not_fire"] | ExpectModel = Field(
+        validation_alias=AliasChoices("expect", "expected")
+    )
 
 
 class RuleModel(RuleHeaderModel):
@@ -115,7 +118,7 @@ def _compile(model: RuleModel, where: str, errors: list[str]) -> Rule | None:
     for i, t in enumerate(model.tests):
         if t.expect == "fires":
             exp = Expectation(alerts=1)
-        elif t.expect == "no_alert":
+        elif t.expect in ("no_alert", "does_not_fire"):
             exp = Expectation(alerts=0)
         else:
             assert isinstance(t.expect, ExpectModel)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 
 from veilleur.model import Severity
 from veilleur.rules.alarm import AlarmSpec, AlarmState, Comparison, TreatMissing, evaluate
@@ -138,7 +138,9 @@ class MetricTestModel(_Strict):
     name: str = Field(min_length=1)
     datapoints: list[float | None] = Field(min_length=1)
     start: Literal["OK", "ALARM", "INSUFFICIENT_DATA"] = "INSUFFICIENT_DATA"
-    expect: Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
+    expect: Literal["OK", "ALARM", "INSUFFICIENT_DATA"] = Field(
+        validation_alias=AliasChoices("expect", "expected")
+    )
 
 
 class MetricRuleModel(RuleHeaderModel):
