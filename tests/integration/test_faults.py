@@ -194,3 +194,49 @@ def test_a_failed_commit_is_replayed_without_double_counting(
     assert len(set(docs[0]["sample_event_ids"])) == 5
     assert docs[0]["last_seen"].endswith(":04Z")
     p.store.close()
+
+
+def test_a_poll_that_cannot_keep_up_says_so_and_catches_up_skipping_nothing(
+    tmp_path: Path, clock, emulator, sns_topic_to_queue, bus_rule_to_queue, receive_until
+) -> None:
+    """Three hours of downtime, then a page budget of one slice per poll: each poll reads
+    the oldest unread 30-minute slice, says it is behind, and the next one goes on."""
+    topic = sns_topic_to_queue("t")
+    bus = bus_rule_to_queue("b")
+    ct = {"poll_interval": "30s", "lateness": "15m", "max_pages_per_poll": 1}
+    cfg = write_config(
+        tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"], {"cloudtrail": ct}
+    )
+    p = open_pipeline(cfg, clock)
+    assert p.tick()[0].complete  # the watermark is set: the service was running
+    t0 = clock.now()
+    clock.advance(3 * 3600)  # down for three hours; meanwhile:
+    records = [noise(t0 + timedelta(seconds=20 * i), i) for i in range(540)]
+    for burst in range(6):
+        at = t0 + timedelta(minutes=15 + 30 * burst)
+        ip, user = f"203.0.113.{10 + burst}", f"user{burst}"
+        records += [
+            failed_login(at + timedelta(seconds=10 * i), i, ip=ip, user=user) for i in range(5)
+        ]
+    emulator.add_events(records, visible_at=clock.time() - 60)
+
+    behind = 0
+    for _ in range(20):
+        (report,) = p.tick()
+        p.watch.drain()
+        clock.advance(30)
+        if report.complete:
+            break
+        behind += 1
+        assert "page budget" in (report.error or "")
+    assert report.complete and behind >= 6  # one 30-minute slice per poll
+    labels = {"account": "123456789012", "region": "us-east-1"}
+    assert p.metrics.value("veilleur_poll_behind_total", source="cloudtrail", **labels) == behind
+    assert p.metrics.value("veilleur_events_total", outcome="new", **labels) == len(records)
+    ips = {
+        d["group"]["sourceIPAddress"]
+        for d in sns_docs(receive_until(topic.queue_url, 12, deadline=5))
+        if d["rule_id"] == RULE
+    }
+    assert ips == {f"203.0.113.{10 + b}" for b in range(6)}
+    p.store.close()
