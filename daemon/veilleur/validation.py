@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ValidationError
+from pydantic import BeforeValidator, ValidationError, WithJsonSchema
 
 from veilleur.durations import parse_duration
 
@@ -19,7 +19,15 @@ def _duration(value: Any) -> timedelta:
     return parse_duration(value)
 
 
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
+DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^\s*(\d+(ms|s|m|h|d|w))+\s*$"},
+        {"type": "number", "minimum": 0, "description": "seconds"},
+    ],
+    "description": "a duration: 30s, 5m, 1h, 1h30m (a bare number is seconds)",
+}
+
+Duration = Annotated[timedelta, BeforeValidator(_duration), WithJsonSchema(DURATION_SCHEMA)]
 
 
 def format_loc(loc: Iterable[int | str], prefix: str = "") -> str:
