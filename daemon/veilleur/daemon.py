@@ -126,6 +126,8 @@ class Daemon:
     def _schedule(self) -> None:
         m = self.cfg.model
         now = utcnow()
+        self.metrics.set_poll_interval("cloudtrail", m.cloudtrail.poll_interval.total_seconds())
+        self.metrics.set_poll_interval("cloudwatch", m.cloudwatch.poll_interval.total_seconds())
         for src in self.watch.sources:
             self.scheduler.add_job(
                 self._tick,

@@ -197,3 +197,25 @@ def test_alerts_cover_the_ways_a_monitor_fails(alert_rules: list[dict[str, Any]]
     # Every rule about the daemon's own series is scoped to its job.
     for name, expr in exprs.items():
         assert 'job="veilleur"' in expr, name
+
+
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+
+
+def test_every_query_is_valid_promql(alert_rules: list[dict[str, Any]]) -> None:
+    """A typo in an expression would only show when Prometheus or Grafana loads the file."""
+    import promql_parser
+
+    exprs = [(rule["alert"], rule["expr"]) for rule in alert_rules]
+    for panel in dashboard_panels(json.loads(DASHBOARD.read_text("utf-8"))):
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for var, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(var, value)
+            exprs.append((panel["title"], re.sub(r"\$\{?\w+\}?", "veilleur", expr)))
+    assert len(exprs) > 30
+    for where, expr in exprs:
+        try:
+            promql_parser.parse(expr)
+        except Exception as exc:  # the parser raises plain ValueErrors and its own types
+            pytest.fail(f"{where}: {exc}\n{expr}")

@@ -54,6 +54,7 @@ METRIC_NAMES = [
     "veilleur_aws_throttles_total",
     "veilleur_metric_queries_total",
     "veilleur_metrics_requested_total",
+    "veilleur_poll_interval_seconds",
     "veilleur_alarm_state",
     "veilleur_config_reloads_total",
     "veilleur_rules_loaded",

@@ -118,6 +118,11 @@ class Metrics:
             "last_success_timestamp_seconds", "When the last successful poll ended.", where
         )
         self.poll_lag = gauge("poll_lag_seconds", "How far the watermark is behind now.", where)
+        self.poll_interval = gauge(
+            "poll_interval_seconds",
+            "The configured poll interval (for alerting rules).",
+            ["source"],
+        )
         self.poll_behind = counter(
             "poll_behind_total", "Polls that could not read their whole window in time.", where
         )
@@ -222,6 +227,9 @@ class Metrics:
         now_s = epoch_seconds(now)
         for t in event_times:
             self.ingestion_delay.observe(max(0.0, now_s - epoch_seconds(t)))
+
+    def set_poll_interval(self, source: str, seconds: float) -> None:
+        self.poll_interval.labels(source).set(seconds)
 
     def observe_metric_queries(
         self, account: str, region: str, queries: int, metrics: int | None = None
