@@ -199,3 +199,13 @@ def test_attacker_sized_values_are_capped_in_the_window_state() -> None:
     huge = "x" * 100_000
     run(engine, [event(0, user=huge)], now_s=1)
     assert len(json.dumps(engine.state_json())) < 5_000
+
+
+def test_a_group_that_never_empties_does_not_keep_every_value_it_saw() -> None:
+    engine = Engine([rule(count=10_000, group_by=("eventName",))])  # never fires
+    for minute in range(60):  # one match a second from a new IP every second, for an hour
+        batch = [event(minute * 60 + s, ip=f"10.0.{minute}.{s}") for s in range(60)]
+        engine.process(batch, T0 + timedelta(seconds=minute * 60 + 59))
+        engine.expire(T0 + timedelta(seconds=minute * 60 + 59))
+    [(_, window)] = engine._windows["r"].items()
+    assert len(window._interned) <= 2 * len(window.values) + 16

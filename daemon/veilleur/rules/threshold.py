@@ -50,8 +50,9 @@ class GroupWindow:
         del self.times[lo:hi]
         del self.ids[lo:hi]
         del self.values[lo:hi]
-        if not self.times:
-            self._interned.clear()
+        if len(self._interned) > 2 * len(self.values) + 16:
+            # A group that never empties would keep every combination it ever saw.
+            self._interned = {v: v for v in self.values}
 
     def distinct(self, lo: int, hi: int) -> dict[str, tuple[str, ...]]:
         """Distinct values per field among matches ``lo..hi`` (inclusive), first seen first."""
