@@ -52,7 +52,8 @@ def alarm_rows(
         alarmed, counting = [], []
         for group, w in groups:
             dims = ", ".join(f"{k}={v}" for k, v in group) or "-"
-            until = w.get("s")
+            until, fired = w.get("s"), w.get("f")
+            within = rule.threshold.within.total_seconds()
             if until is not None and until > ts and rule.realert is not None:
                 fired = until - rule.realert.total_seconds()
                 alarmed.append(
@@ -63,6 +64,17 @@ def alarm_rows(
                         "ALARM",
                         _dt(fired),
                         f"fired; repeats suppressed until {_dt(until).isoformat()}",
+                    )
+                )
+            elif fired is not None and fired + within > ts:  # no realert: for one window
+                alarmed.append(
+                    AlarmRow(
+                        rule.id,
+                        "threshold",
+                        dims,
+                        "ALARM",
+                        _dt(fired),
+                        f"fired; {rule.threshold.count} new matches fire again (no realert)",
                     )
                 )
             elif w.get("t"):

@@ -57,3 +57,23 @@ def test_no_state_yet_is_not_an_error(tmp_path: Path, capsys: pytest.CaptureFixt
     ids = {r["rule_id"] for r in rows}
     assert "console-login-failures-per-ip" in ids  # threshold rules are listed too
     assert all(r["state"] == "OK" for r in rows)
+
+
+def test_a_threshold_rule_without_realert_shows_alarm_for_one_window_after_it_fires() -> None:
+    from tests.unit.helpers import T0
+    from veilleur.alarm_status import alarm_rows
+
+    r = rule(count=2, group_by=("sourceIPAddress",))  # no realert
+    engine = Engine([r])
+    assert engine.process([event(0), event(10)], T0 + timedelta(seconds=10))
+    state = json.loads(json.dumps(engine.state_json()))
+
+    def shown(seconds: float) -> tuple[str, str]:
+        rows = alarm_rows([], [r], [], state, T0 + timedelta(seconds=seconds))
+        return rows[0].state, rows[0].reason
+
+    state_now, reason = shown(60)
+    assert state_now == "ALARM" and "no realert" in reason
+    assert shown(10 + 5 * 60 + 1)[0] == "OK"  # one window after the firing
+    engine.expire(T0 + timedelta(hours=1))
+    assert engine.group_count() == 0  # and the group is forgotten like any other

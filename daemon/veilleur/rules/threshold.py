@@ -34,6 +34,7 @@ class GroupWindow:
     values: list[Values] = field(default_factory=list)  # aligned with ``times``
     suppressed_until: float | None = None  # eventTime until which alerts are suppressed
     suppressed: int = 0  # matches that would have fired while suppressed
+    fired_at: float | None = None  # eventTime of the last firing (what `veilleur alarms` shows)
     # One shared tuple per distinct combination: the matches of a group mostly repeat the
     # same user, IP and name, so a match costs a list slot, not a tuple of strings.
     _interned: dict[Values, Values] = field(default_factory=dict, repr=False, compare=False)
@@ -74,6 +75,7 @@ class GroupWindow:
             "v": [index[c] for c in self.values],
             "s": self.suppressed_until,
             "n": self.suppressed,
+            "f": self.fired_at,
         }
 
     @classmethod
@@ -89,6 +91,7 @@ class GroupWindow:
             values=values or [()] * len(times),
             suppressed_until=None if d["s"] is None else float(d["s"]),
             suppressed=int(d.get("n", 0)),
+            fired_at=None if d.get("f") is None else float(d["f"]),
         )
         window.values = [window._interned.setdefault(v, v) for v in window.values]
         return window
@@ -153,6 +156,7 @@ def observe(
     )
     window.remove(lo, hi + 1)
     window.suppressed = 0
+    window.fired_at = t
     if realert is not None:
         window.suppressed_until = t + realert
     return firing
@@ -165,4 +169,6 @@ def expire(window: GroupWindow, horizon: float) -> bool:
         window.remove(0, k)
     if window.suppressed_until is not None and window.suppressed_until < horizon:
         window.suppressed_until = None
-    return not window.times and window.suppressed_until is None
+    if window.fired_at is not None and window.fired_at < horizon:
+        window.fired_at = None
+    return not window.times and window.suppressed_until is None and window.fired_at is None
