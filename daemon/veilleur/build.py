@@ -108,6 +108,7 @@ def poll_settings(cfg: Config) -> PollSettings:
         max_pages=ct.max_pages_per_poll,
         sweep_lateness=ct.sweep_lateness or None,
         sweep_interval=ct.sweep_interval,
+        sweep_max_pages=ct.sweep_max_pages_per_poll,
     )
 
 

@@ -69,6 +69,8 @@ class CloudTrailConfig(_Strict):
     # shown later than `lateness`; 0s disables.
     sweep_lateness: Duration = Field(default=timedelta(hours=1))
     sweep_interval: Duration = Field(default=timedelta(minutes=5))
+    # Pages a sweep reads per poll at most; it resumes at the next poll.
+    sweep_max_pages_per_poll: int = Field(default=40, ge=1)
 
     @model_validator(mode="after")
     def _sweep(self) -> CloudTrailConfig:

@@ -162,3 +162,40 @@ def test_without_the_sweep_such_a_late_event_is_out_of_reach(
     p.run_for(32 * 60)
     assert receive_until(topic.queue_url, 1, deadline=0.5) == []
     p.store.close()
+
+
+def test_the_late_sweep_is_spread_over_polls_on_a_busy_account(
+    tmp_path: Path, emulator, clock, sns_topic_to_queue, bus_rule_to_queue, receive_until
+) -> None:
+    """A sweep reads a few pages per poll and resumes: the main window is never held up by
+    the whole look-back at once, and the late event is still caught."""
+    topic = sns_topic_to_queue("spread")
+    bus = bus_rule_to_queue("spread")
+    ct = {"lateness": "5m", "sweep_lateness": "30m", "sweep_max_pages_per_poll": 10}
+    cfg = write_config(
+        tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"], {"cloudtrail": ct}
+    )
+    p = open_pipeline(cfg, clock)
+    t0 = clock.now()
+    emulator.add_events([noise(t0 + timedelta(seconds=i / 2), i) for i in range(2 * 40 * 60)])
+    emulator.add_events(
+        [failed_login(t0 + timedelta(seconds=20 * i), i) for i in range(4)], delay=60
+    )
+    emulator.add_events([failed_login(t0 + timedelta(seconds=80), 4)], delay=12 * 60)
+    source = p.watch.sources[0]
+    pages, resumed = [], 0
+    while clock.time() < t0.timestamp() + 30 * 60:
+        p.tick()
+        p.watch.drain()
+        assert source.last_result is not None
+        pages.append(source.last_result.pages)
+        resumed += source.state.sweep_cursor is not None
+        clock.advance(30)
+    docs = [
+        d for d in sns_docs(receive_until(topic.queue_url, 5, deadline=5)) if d["rule_id"] == RULE
+    ]
+    assert len(docs) == 1 and docs[0]["count"] == 5
+    # 25 minutes of look-back at 2 events/s is 60 pages; no poll read them all at once.
+    assert resumed >= 3
+    assert max(pages) < 13 + 60
+    p.store.close()

@@ -43,6 +43,7 @@ class SourceState:
     watermark: datetime | None = None
     seen: dict[str, float] = field(default_factory=dict)  # EventId -> eventTime (epoch s)
     last_sweep: datetime | None = None  # in memory only: a restart sweeps at once
+    sweep_cursor: datetime | None = None  # a sweep under way resumes here (in memory only)
 
     def apply(self, result: PollResult, lateness: timedelta) -> list[str]:
         """After a committed poll: remember new ids, move the watermark, forget old ids
@@ -55,6 +56,9 @@ class SourceState:
             self.watermark = result.watermark
         if result.swept:
             self.last_sweep = result.window_end
+            self.sweep_cursor = None
+        elif result.sweep_cursor is not None:
+            self.sweep_cursor = result.sweep_cursor
         if self.watermark is None:
             return []
         # An id can come back only while its eventTime is inside a future window.
@@ -83,6 +87,7 @@ class PollResult:
     error: str | None = None  # why the poll stopped early
     permanent: bool = False  # the error will not go away by itself (access denied)
     swept: bool = False  # the late sweep ran to completion in this poll
+    sweep_cursor: datetime | None = None  # the sweep stopped here (budget or error): resume
     sweep_error: str | None = None
 
 
@@ -105,6 +110,10 @@ class PollSettings:
     # ``lateness`` (AWS documents no bound). None disables it.
     sweep_lateness: timedelta | None = timedelta(hours=1)
     sweep_interval: timedelta = timedelta(minutes=5)
+    # A sweep reads this many pages per poll at most (checked between its 5-minute slices),
+    # then resumes at the next poll: it never holds the main window up for minutes.
+    sweep_max_pages: int = 40
+    sweep_slice: timedelta = timedelta(minutes=5)
 
     @property
     def lookback(self) -> timedelta:
@@ -155,7 +164,7 @@ class CloudTrailPoller:
             result.permanent = exc.permanent
         except _Budget:
             result.error = f"page budget of {self.settings.max_pages} reached"
-        if result.complete and self._sweep_due(state, now):
+        if result.complete and (state.sweep_cursor is not None or self._sweep_due(state, now)):
             self._sweep(start, now, state, found, result)
         result.events = sorted(found.values(), key=lambda e: (e.event_time, e.event_id))
         return result
@@ -174,20 +183,28 @@ class CloudTrailPoller:
         found: dict[str, TrailEvent],
         result: PollResult,
     ) -> None:
-        """Read ``[now - sweep_lateness, window_start)``; its failure never holds back the
-        watermark (the main window was read), it is reported and tried again next poll."""
-        assert self.settings.sweep_lateness is not None
-        start = now - self.settings.sweep_lateness
+        """Read ``[now - sweep_lateness, window_start)``, ``sweep_max_pages`` at most, then
+        resume there at the next poll. Its failure never holds back the watermark (the main
+        window was read): it is reported and resumed next poll."""
+        s = self.settings
+        assert s.sweep_lateness is not None
+        # Never behind the look-back: older ids may be forgotten, and would count twice.
+        start = now - s.sweep_lateness
+        slice_start = max(state.sweep_cursor, start) if state.sweep_cursor else start
+        first_page = result.pages
         try:
-            slice_start = start
             while slice_start < window_start:
-                slice_end = min(window_start, slice_start + self.settings.slice_length)
+                if result.pages - first_page >= s.sweep_max_pages:
+                    result.sweep_cursor = slice_start
+                    return
+                slice_end = min(window_start, slice_start + s.sweep_slice)
                 for lookup in self.plan.lookups:
                     self._read(lookup, slice_start, slice_end, state.seen, found, result)
                 slice_start = slice_end
             result.swept = True
         except PollError as exc:
             result.sweep_error = str(exc)
+            result.sweep_cursor = slice_start
 
     # -- one query over one slice, every page ---------------------------------------------
     def _read(
