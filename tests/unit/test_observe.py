@@ -542,3 +542,13 @@ def test_unknown_level_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown log level"):
         configure_logging("loud", "json", io.StringIO())
     reset_logging()
+
+
+@pytest.mark.timeout(60)  # without the fix this blocks: the failure is the timeout
+def test_notifier_never_blocks_on_a_reader_that_does_not_keep_up(tmp_path: Path) -> None:
+    with NotifyReceiver(tmp_path / "slow") as rx:  # bound, and never read
+        n = Notifier(str(rx.path))
+        sent = [n.watchdog() for _ in range(200)]  # far past the datagram queue's length
+        assert sent[0] is True
+        assert sent[-1] is False  # dropped, as sd_notify does, instead of hanging the loop
+        assert rx.receive() == {"WATCHDOG": "1"}  # what was queued is intact

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -48,9 +49,12 @@ class Notifier:
         payload = "\n".join(assignments).encode("utf-8")
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # Never block the main loop on a reader that does not keep up (a full
+                # datagram queue): like sd_notify's MSG_DONTWAIT, the message is dropped.
+                sock.setblocking(False)
                 sock.connect(self.address)
                 sock.sendall(payload)
-        except OSError:
+        except OSError:  # BlockingIOError included
             return False
         return True
 
@@ -118,6 +122,23 @@ class NotifyReceiver:
         """The next datagram as a dict; raises TimeoutError if none comes."""
         data = self._sock.recv(65536).decode("utf-8")
         return dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
+
+    def drain(self) -> list[dict[str, str]]:
+        """Read every datagram from now on, in a thread, as systemd does (a queue left full
+        makes the sender drop messages); returns the list they are appended to."""
+        got: list[dict[str, str]] = []
+
+        def run() -> None:
+            while True:
+                try:
+                    got.append(self.receive())
+                except TimeoutError:
+                    continue
+                except OSError:  # closed
+                    return
+
+        threading.Thread(target=run, name="notify-drain", daemon=True).start()
+        return got
 
     def close(self) -> None:
         self._sock.close()
