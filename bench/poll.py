@@ -197,6 +197,14 @@ class World:
         self.emu.stop()
 
 
+def write_rules(tmp: Path) -> Path:
+    rules_dir = tmp / "rules"
+    rules_dir.mkdir(exist_ok=True)
+    (rules_dir / "writes.yaml").write_text(WRITES_RULES)
+    (rules_dir / "names.yaml").write_text(NAMES_RULES)
+    return rules_dir
+
+
 def calls_per_poll(moto_url: str, tmp: Path, rate: float, minutes: int) -> None:
     print(
         f"\n1. API calls per poll, {rate:g} events/s (12 % writes), 30 s interval, "
@@ -206,10 +214,7 @@ def calls_per_poll(moto_url: str, tmp: Path, rate: float, minutes: int) -> None:
         f"   {'rule set':<26}{'plan':<8}{'calls/poll':>11}{'max':>6}{'min (no overlap)':>18}"
         f"{'full scan':>11}{'poll time':>11}  keeps up?  lag at 1/2 and end"
     )
-    rules_dir = tmp / "rules"
-    rules_dir.mkdir(exist_ok=True)
-    (rules_dir / "writes.yaml").write_text(WRITES_RULES)
-    (rules_dir / "names.yaml").write_text(NAMES_RULES)
+    rules_dir = write_rules(tmp)
     sets = [
         ("builtin cis+essentials", ["builtin:cis", "builtin:essentials"]),
         ("readOnly=false rules", [str(rules_dir / "writes.yaml")]),
@@ -289,7 +294,7 @@ def latency(moto_url: str, tmp: Path, rate: float) -> None:
 
     rng = random.Random(9)
     start = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(hours=2)
-    w = World(moto_url, [str(tmp / "rules" / "writes.yaml")], tmp, start)
+    w = World(moto_url, [str(write_rules(tmp) / "writes.yaml")], tmp, start)
     model = DelayModel()  # log-normal around 3 min; 5 % between 15 and 30 min
     vis: dict[str, float] = {}
     bursts = 40
