@@ -53,30 +53,14 @@ def alarm_rows(
         for group, w in groups:
             dims = ", ".join(f"{k}={v}" for k, v in group) or "-"
             until, fired = w.get("s"), w.get("f")
-            within = rule.threshold.within.total_seconds()
+            reason = None
             if until is not None and until > ts and rule.realert is not None:
                 fired = until - rule.realert.total_seconds()
-                alarmed.append(
-                    AlarmRow(
-                        rule.id,
-                        "threshold",
-                        dims,
-                        "ALARM",
-                        _dt(fired),
-                        f"fired; repeats suppressed until {_dt(until).isoformat()}",
-                    )
-                )
-            elif fired is not None and fired + within > ts:  # no realert: for one window
-                alarmed.append(
-                    AlarmRow(
-                        rule.id,
-                        "threshold",
-                        dims,
-                        "ALARM",
-                        _dt(fired),
-                        f"fired; {rule.threshold.count} new matches fire again (no realert)",
-                    )
-                )
+                reason = f"fired; repeats suppressed until {_dt(until).isoformat()}"
+            elif fired is not None and fired + rule.threshold.within.total_seconds() > ts:
+                reason = f"fired; {rule.threshold.count} new matches fire again (no realert)"
+            if reason is not None:
+                alarmed.append(AlarmRow(rule.id, "threshold", dims, "ALARM", _dt(fired), reason))
             elif w.get("t"):
                 counting.append((len(w["t"]), dims))
         rows.extend(alarmed)
