@@ -27,6 +27,9 @@ class FieldEquals:
     def required_values(self, path: tuple[str, ...]) -> frozenset[Scalar] | None:
         return self.values if path == (self.field,) else None
 
+    def required_prefixes(self, path: tuple[str, ...]) -> frozenset[str] | None:
+        return None
+
 
 def rule(
     rule_id: str = "r",

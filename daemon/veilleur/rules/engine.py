@@ -51,12 +51,6 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
 
 
-def _prefixes(rule: Rule, path: tuple[str, ...]) -> frozenset[str] | None:
-    """The optional ``required_prefixes`` of a matcher (event patterns offer it)."""
-    method = getattr(rule.matcher, "required_prefixes", None)
-    return None if method is None else method(path)
-
-
 class RuleIndex:
     """Candidate rules per event: by eventName, then by eventSource, then by eventName
     prefix (resolved once per name, then cached), then the rest.
@@ -73,7 +67,7 @@ class RuleIndex:
         for rule in rules:
             names = rule.matcher.required_values(("eventName",))
             sources = rule.matcher.required_values(("eventSource",))
-            prefixes = _prefixes(rule, ("eventName",))
+            prefixes = rule.matcher.required_prefixes(("eventName",))
             if names is not None and all(isinstance(n, str) for n in names):
                 for n in names:
                     by_name.setdefault(str(n), []).append(rule)

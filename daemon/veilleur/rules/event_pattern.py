@@ -13,10 +13,12 @@ import math
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from veilleur.model import MISSING
 from veilleur.rules.matcher import MatcherError, Scalar
+
+P = TypeVar("P")  # what a field is pinned to: exact values or prefixes
 
 __all__ = ["EventPattern", "compile_event_pattern"]
 
@@ -141,55 +143,45 @@ class _Object:
                     stack.append(item)
         return not seen_object and self.on_missing
 
-    def required_prefixes(self, path: tuple[str, ...]) -> frozenset[str] | None:
-        """Sound like ``required_values``: a matching value starts with one of these."""
+    def _pinned(
+        self,
+        path: tuple[str, ...],
+        leaf: Callable[[_Leaf], frozenset[P] | None],
+        combine: Callable[[list[frozenset[P]]], frozenset[P]],
+    ) -> frozenset[P] | None:
+        """What the field at ``path`` is pinned to, soundly: each field and each ``$or``
+        whose every branch pins it (their union) is one constraint; ``leaf`` reads one off a
+        leaf, ``combine`` merges the constraints that all hold."""
         if not path:
             return None
+        found: list[frozenset[P]] = []
         for key, child in self.fields:
             if key != path[0]:
                 continue
             if isinstance(child, _Leaf):
-                pinned = child.prefixes if len(path) == 1 else None
+                pinned = leaf(child) if len(path) == 1 else None
             else:
-                pinned = child.required_prefixes(path[1:])
+                pinned = child._pinned(path[1:], leaf, combine)
             if pinned is not None:
-                return pinned  # every constraint must hold: any one of them is sound
+                found.append(pinned)
         for group in self.ors:
-            union: set[str] = set()
+            union: set[P] = set()
             for branch in group:
-                branch_pins = branch.required_prefixes(path)
+                branch_pins = branch._pinned(path, leaf, combine)
                 if branch_pins is None:
                     break
                 union |= branch_pins
             else:
-                return frozenset(union)
-        return None
+                found.append(frozenset(union))
+        return combine(found) if found else None
 
     def required_values(self, path: tuple[str, ...]) -> frozenset[Scalar] | None:
-        if not path:
-            return None
-        found: list[frozenset[Scalar]] = []
-        for key, child in self.fields:
-            if key != path[0]:
-                continue
-            if isinstance(child, _Leaf):
-                pinned = child.exact_values() if len(path) == 1 else None
-            else:
-                pinned = child.required_values(path[1:])
-            if pinned is not None:
-                found.append(pinned)
-        for group in self.ors:
-            union: set[Scalar] = set()
-            for branch in group:
-                pinned = branch.required_values(path)
-                if pinned is None:
-                    break
-                union |= pinned
-            else:
-                found.append(frozenset(union))
-        if not found:
-            return None
-        return found[0].intersection(*found[1:])
+        return self._pinned(path, _Leaf.exact_values, lambda f: f[0].intersection(*f[1:]))
+
+    def required_prefixes(self, path: tuple[str, ...]) -> frozenset[str] | None:
+        """Sound like ``required_values``: a matching value starts with one of these.
+        Every constraint holds, so any one of them is sound: the first is kept."""
+        return self._pinned(path, lambda leaf: leaf.prefixes, lambda f: f[0])
 
 
 @dataclass(frozen=True, slots=True)

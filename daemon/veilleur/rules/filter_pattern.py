@@ -66,6 +66,10 @@ class FilterPattern:
         """The exact values the field at ``path`` must hold for a match, or None."""
         return _required(self.tree, tuple(path))
 
+    def required_prefixes(self, path: tuple[str, ...]) -> frozenset[str] | None:
+        """Not derived for filter patterns: their rules are indexed by exact values only."""
+        return None
+
 
 def compile_filter_pattern(text: str) -> FilterPattern:
     """Parse and compile ``text``; raise MatcherError(message, where) if it is malformed."""

@@ -22,6 +22,11 @@ class Matcher(Protocol):
         sound: if it returns a set, no record whose field is outside the set matches."""
         ...
 
+    def required_prefixes(self, path: tuple[str, ...]) -> frozenset[str] | None:
+        """Strings one of which every matching value at ``path`` starts with, or None.
+        Sound like ``required_values``; the engine indexes eventName prefix rules with it."""
+        ...
+
 
 class MatcherError(ValueError):
     """A pattern that cannot be compiled. ``where`` locates the problem inside it."""
