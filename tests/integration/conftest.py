@@ -277,3 +277,31 @@ def emulator(clock: Any, monkeypatch: pytest.MonkeyPatch, moto_url: str) -> Iter
         monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
         monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDTRAIL", emu.url)
         yield emu
+
+
+@pytest.fixture
+def open_world(
+    tmp_path: Any, clock: Any, emulator: Any, sns_topic_to_queue: Any, bus_rule_to_queue: Any
+) -> Iterator[Callable[..., tuple[Any, TopicQueue, BusQueue]]]:
+    """``open_world(name, rules=["builtin:essentials"], extra=None)`` -> (pipeline, topic,
+    bus): a topic and a bus each with their subscriber queue, a config naming them, and the
+    pipeline on ``clock`` against the emulator. Stores are closed at the end."""
+    from tests.integration.pipeline_kit import open_pipeline, write_config
+
+    opened: list[Any] = []
+
+    def make(
+        name: str, rules: list[str] | None = None, extra: dict[str, Any] | None = None
+    ) -> tuple[Any, TopicQueue, BusQueue]:
+        topic = sns_topic_to_queue(name)
+        bus = bus_rule_to_queue(f"{name}-bus")
+        cfg = write_config(
+            tmp_path, topic.topic_arn, bus.bus_name, rules or ["builtin:essentials"], extra
+        )
+        p = open_pipeline(cfg, clock)
+        opened.append(p)
+        return p, topic, bus
+
+    yield make
+    for p in opened:
+        p.store.close()

@@ -9,8 +9,6 @@ from pathlib import Path
 
 from tests.integration.pipeline_kit import (
     failed_login,
-    open_pipeline,
-    write_config,
 )
 from veilleur.emulator.cloudtrail_events import Scope, build_event
 from veilleur.model import format_time
@@ -24,13 +22,9 @@ def corrupt(record: dict, text: str, delay: float = 10.0):
 
 
 def test_bad_records_are_counted_and_hostile_text_is_escaped(
-    tmp_path: Path, clock, emulator, sns_topic_to_queue, bus_rule_to_queue, receive_until
+    tmp_path: Path, clock, emulator, open_world, receive_until
 ) -> None:
-    topic = sns_topic_to_queue("t")
-    bus = bus_rule_to_queue("b")
-    p = open_pipeline(
-        write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock
-    )
+    p, topic, _bus = open_world("t")
     t0 = clock.now()
     base = failed_login(t0, 99)
     emulator.add_stored(
@@ -81,13 +75,9 @@ def test_bad_records_are_counted_and_hostile_text_is_escaped(
 
 
 def test_records_in_the_future_or_far_past_do_not_break_the_poll(
-    tmp_path: Path, clock, emulator, sns_topic_to_queue, bus_rule_to_queue
+    tmp_path: Path, clock, emulator, open_world
 ) -> None:
-    topic = sns_topic_to_queue("t")
-    bus = bus_rule_to_queue("b")
-    p = open_pipeline(
-        write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock
-    )
+    p, _topic, _bus = open_world("t")
     rec = failed_login(clock.now(), 1)
     rec["eventTime"] = format_time(clock.now() + timedelta(days=3))  # a skewed clock upstream
     emulator.add_events([rec], visible_at=clock.time())

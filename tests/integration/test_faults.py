@@ -25,13 +25,9 @@ def sns_docs(msgs: list[dict]) -> list[dict]:
 
 
 def test_lookup_faults_are_retried_and_nothing_is_lost(
-    tmp_path: Path, clock, emulator, sns_topic_to_queue, bus_rule_to_queue, receive_until
+    tmp_path: Path, clock, emulator, open_world, receive_until
 ) -> None:
-    topic = sns_topic_to_queue("t")
-    bus = bus_rule_to_queue("b")
-    p = open_pipeline(
-        write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock
-    )
+    p, topic, _bus = open_world("t")
     t0 = clock.now()
     emulator.add_events([noise(t0 + timedelta(seconds=i), i) for i in range(180)], delay=30)
     emulator.add_events(
@@ -55,17 +51,12 @@ def test_lookup_faults_are_retried_and_nothing_is_lost(
     )
     assert throttles and throttles >= 1
     assert emulator.stats().faults_pending == ()
-    p.store.close()
 
 
 def test_a_poll_that_gives_up_does_not_move_the_watermark(
-    tmp_path: Path, clock, emulator, sns_topic_to_queue, bus_rule_to_queue, receive_until
+    tmp_path: Path, clock, emulator, open_world, receive_until
 ) -> None:
-    topic = sns_topic_to_queue("t")
-    bus = bus_rule_to_queue("b")
-    p = open_pipeline(
-        write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock
-    )
+    p, topic, _bus = open_world("t")
     t0 = clock.now()
     emulator.add_events([failed_login(t0 + timedelta(seconds=i), i) for i in range(5)], delay=10)
     clock.advance(60)
@@ -89,7 +80,6 @@ def test_a_poll_that_gives_up_does_not_move_the_watermark(
         d for d in sns_docs(receive_until(topic.queue_url, 5, deadline=5)) if d["rule_id"] == RULE
     ]
     assert len(docs) == 1
-    p.store.close()
 
 
 def test_sinks_down_then_back_deliver_the_backlog_once(
@@ -150,15 +140,11 @@ def test_sinks_down_then_back_deliver_the_backlog_once(
 
 
 def test_a_failed_commit_is_replayed_without_double_counting(
-    tmp_path: Path, clock, emulator, sns_topic_to_queue, bus_rule_to_queue, receive_until
+    tmp_path: Path, clock, emulator, open_world, receive_until
 ) -> None:
     from veilleur.store.types import StoreError
 
-    topic = sns_topic_to_queue("t")
-    bus = bus_rule_to_queue("b")
-    p = open_pipeline(
-        write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock
-    )
+    p, topic, _bus = open_world("t")
     t0 = clock.now()
     # Three failures visible at once, two more a few minutes later.
     emulator.add_events([failed_login(t0 + timedelta(seconds=i), i) for i in range(3)], delay=5)
@@ -193,7 +179,6 @@ def test_a_failed_commit_is_replayed_without_double_counting(
     assert docs[0]["count"] == 5
     assert len(set(docs[0]["sample_event_ids"])) == 5
     assert docs[0]["last_seen"].endswith(":04Z")
-    p.store.close()
 
 
 def test_a_poll_that_cannot_keep_up_says_so_and_catches_up_skipping_nothing(

@@ -115,13 +115,9 @@ def test_overlapping_polls_never_alert_twice(pipeline, emulator, clock, receive_
 
 
 def test_events_later_than_lateness_are_caught_by_the_late_sweep(
-    tmp_path: Path, emulator, clock, sns_topic_to_queue, bus_rule_to_queue, receive_until
+    tmp_path: Path, emulator, clock, open_world, receive_until
 ) -> None:
-    topic = sns_topic_to_queue("late")
-    bus = bus_rule_to_queue("late")
-    p = open_pipeline(
-        write_config(tmp_path, topic.topic_arn, bus.bus_name, ["builtin:essentials"]), clock
-    )
+    p, topic, _bus = open_world("late")
     t0 = clock.now()
     # Four failures on time, the fifth shown 25 minutes late: past the 15-minute lateness.
     emulator.add_events(
@@ -138,7 +134,6 @@ def test_events_later_than_lateness_are_caught_by_the_late_sweep(
     assert docs[0]["count"] == 5
     p.run_for(10 * 60)  # later sweeps see it again and drop it as seen
     assert receive_until(topic.queue_url, 1, deadline=0.5) == []
-    p.store.close()
 
 
 def test_without_the_sweep_such_a_late_event_is_out_of_reach(
